@@ -1,0 +1,46 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "mce",
+    products: [
+        .executable(name: "mce", targets: ["mce"]),
+        .library(name: "Flux", targets: ["Flux"]),
+        .library(name: "SafeTensors", targets: ["SafeTensors"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+    ],
+    targets: [
+        // OpenBLAS on Linux (Debian libopenblas-dev); Accelerate is used instead on Apple platforms.
+        .systemLibrary(
+            name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]),
+        .target(
+            name: "BLAS",
+            dependencies: [
+                .target(name: "CBLAS", condition: .when(platforms: [.linux])),
+                .product(name: "RealModule", package: "swift-numerics"),
+            ],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        .target(name: "SafeTensors"),
+        .target(
+            name: "Flux",
+            dependencies: ["BLAS", "SafeTensors"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        .executableTarget(
+            name: "mce",
+            dependencies: [
+                "Flux", "SafeTensors",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "FluxTests", dependencies: ["Flux", "SafeTensors", "BLAS"]),
+        // Runs the built `mce` binary end to end on the fixtures (depends on it so it is built first).
+        .testTarget(name: "CLITests", dependencies: ["mce", "SafeTensors"]),
+    ],
+    // Kernels hand raw buffer pointers to worker threads by design; Swift 6's strict checking of that
+    // would need an unsafe wrapper at every call, so the package builds in the Swift 5 language mode.
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,180 @@
+import BLAS
+
+// Forward kernels over flat row-major buffers with explicit dimensions (llm.c style). "rows" is the number
+// of token vectors (batch × tokens); per-sample vectors such as modulation chunks are indexed by
+// `row / tokensPerSample` and carry an explicit stride, because they are slices of a wider modulation output.
+
+let normEps = 1e-6
+
+/// y = x · Wᵀ + b for `rows` input rows. W is [out, in] (PyTorch layout). ldy lets y be a column slice of a
+/// wider buffer (e.g. the attention half of a single block's proj_out input).
+@inline(__always)
+func linearForward<T: Scalar>(
+    _ y: UnsafeMutablePointer<T>, ldy: Int? = nil, _ x: UnsafePointer<T>, ldx: Int? = nil,
+    _ w: UnsafePointer<T>, _ b: UnsafePointer<T>?, rows: Int, inDim: Int, outDim: Int
+) {
+    let ldy = ldy ?? outDim, ldx = ldx ?? inDim
+    if let b {
+        for r in 0..<rows { (y + r * ldy).update(from: b, count: outDim) }
+    }
+    T.gemm(transA: false, transB: true, m: rows, n: outDim, k: inDim, alpha: 1, a: x, lda: ldx,
+           b: w, ldb: inDim, beta: b == nil ? 0 : 1, c: y, ldc: ldy)
+}
+
+/// out = LN(x)·(1 + scale) + shift, LayerNorm without affine (eps 1e-6) over the last dim C.
+/// shift/scale are per sample: sample s uses shift + s·modStride. Saves mean and 1/σ per row when asked
+/// (backward recomputes the normalised value from them).
+func adaNormForward<T: Scalar>(
+    _ out: UnsafeMutablePointer<T>, _ x: UnsafePointer<T>,
+    shift: UnsafePointer<T>, scale: UnsafePointer<T>, modStride: Int,
+    rows: Int, tokensPerSample: Int, C: Int,
+    mean: UnsafeMutablePointer<T>? = nil, rstd: UnsafeMutablePointer<T>? = nil
+) {
+    let invC = 1 / T(C), eps = T(normEps)
+    Parallel.forEachChunk(rows, workPerItem: 4 * C) { range in
+        for r in range {
+            let xr = x + r * C, orow = out + r * C
+            var s: T = 0
+            for c in 0..<C { s += xr[c] }
+            let m = s * invC
+            var v: T = 0
+            for c in 0..<C { let d = xr[c] - m; v += d * d }
+            let rs = 1 / (v * invC + eps).squareRoot()
+            mean?[r] = m
+            rstd?[r] = rs
+            let sample = r / tokensPerSample
+            let sh = shift + sample * modStride, sc = scale + sample * modStride
+            for c in 0..<C { orow[c] = (xr[c] - m) * rs * (1 + sc[c]) + sh[c] }
+        }
+    }
+}
+
+/// x += gate ⊙ f, gate per sample (broadcast over tokens).
+func gatedResidualForward<T: Scalar>(
+    _ x: UnsafeMutablePointer<T>, _ f: UnsafePointer<T>, ldf: Int? = nil,
+    gate: UnsafePointer<T>, modStride: Int, rows: Int, tokensPerSample: Int, C: Int
+) {
+    let ldf = ldf ?? C
+    Parallel.forEachChunk(rows, workPerItem: C) { range in
+        for r in range {
+            let g = gate + (r / tokensPerSample) * modStride
+            let xr = x + r * C, fr = f + r * ldf
+            for c in 0..<C { xr[c] += g[c] * fr[c] }
+        }
+    }
+}
+
+@inline(__always)
+func geluTanh<T: Scalar>(_ x: T) -> T {
+    // 0.5·x·(1 + tanh(u)) = x·sigmoid(2u), u = √(2/π)(x + 0.044715x³): one exp, no cancellation.
+    let u = T(0.7978845608028654) * (x + T(0.044715) * x * x * x)
+    return x / (1 + T.fastExp(-2 * u))
+}
+
+/// GELU (tanh approximation) applied to `cols` columns of each row, in place (ld = row stride).
+func geluForward<T: Scalar>(_ x: UnsafeMutablePointer<T>, rows: Int, cols: Int, ld: Int) {
+    Parallel.forEachChunk(rows, workPerItem: 8 * cols) { range in
+        for r in range {
+            let xr = x + r * ld
+            for c in 0..<cols { xr[c] = geluTanh(xr[c]) }
+        }
+    }
+}
+
+/// out = SiLU(x) = x·sigmoid(x).
+func siluForward<T: Scalar>(_ out: UnsafeMutablePointer<T>, _ x: UnsafePointer<T>, count: Int) {
+    for i in 0..<count { out[i] = x[i] / (1 + T.fastExp(-x[i])) }
+}
+
+/// Per-head RMSNorm (eps 1e-6) with learned weight w[D], in place on [rows, H·D] with row stride ld.
+/// Saves 1/rms per (row, head) when asked.
+func rmsNormHeadsForward<T: Scalar>(
+    _ x: UnsafeMutablePointer<T>, ld: Int, w: UnsafePointer<T>, rows: Int, heads: Int, D: Int,
+    rrms: UnsafeMutablePointer<T>? = nil
+) {
+    let invD = 1 / T(D), eps = T(normEps)
+    Parallel.forEachChunk(rows, workPerItem: 3 * heads * D) { range in
+        for r in range {
+            for h in 0..<heads {
+                let v = x + r * ld + h * D
+                var s: T = 0
+                for d in 0..<D { s += v[d] * v[d] }
+                let rr = 1 / (s * invD + eps).squareRoot()
+                rrms?[r * heads + h] = rr
+                for d in 0..<D { v[d] = v[d] * rr * w[d] }
+            }
+        }
+    }
+}
+
+/// Rotary embedding on adjacent pairs (2m, 2m+1) of every head, in place on [B·S, H·D] (row stride ld).
+/// cos/sin are [S, D] tables (repeat-interleaved per pair), shared by all heads and samples.
+func ropeForward<T: Scalar>(
+    _ x: UnsafeMutablePointer<T>, ld: Int, cos: UnsafePointer<T>, sin: UnsafePointer<T>,
+    rows: Int, S: Int, heads: Int, D: Int
+) {
+    Parallel.forEachChunk(rows, workPerItem: 3 * heads * D) { range in
+        for r in range {
+            let cr = cos + (r % S) * D, sr = sin + (r % S) * D
+            for h in 0..<heads {
+                let v = x + r * ld + h * D
+                var m = 0
+                while m < D {
+                    let a = v[m], b = v[m + 1]
+                    v[m] = a * cr[m] - b * sr[m]
+                    v[m + 1] = a * sr[m + 1] + b * cr[m + 1]
+                    m += 2
+                }
+            }
+        }
+    }
+}
+
+/// Numerically stable softmax of each row of an [rows, n] matrix, in place.
+@inline(__always)
+func softmaxRows<T: Scalar>(_ p: UnsafeMutablePointer<T>, rows: Int, n: Int) {
+    for r in 0..<rows {
+        let row = p + r * n
+        var mx = row[0]
+        for j in 1..<n where row[j] > mx { mx = row[j] }
+        var s: T = 0
+        for j in 0..<n {
+            let e = T.fastExp(row[j] - mx)
+            row[j] = e
+            s += e
+        }
+        let inv = 1 / s
+        for j in 0..<n { row[j] *= inv }
+    }
+}
+
+/// Full (non-causal, unmasked) softmax attention per sample and head: O = softmax(Q Kᵀ/√D) V.
+/// q, k, v, o are [B·S, H·D] with row stride ld (heads are strided column blocks; no copies).
+/// probs, when given, receives P as [B, H, S, S] for the backward pass; otherwise a scratch is used.
+func attentionForward<T: Scalar>(
+    _ o: UnsafeMutablePointer<T>, ldo: Int,
+    q: UnsafePointer<T>, k: UnsafePointer<T>, v: UnsafePointer<T>, ld: Int,
+    B: Int, S: Int, heads: Int, D: Int, probs: UnsafeMutablePointer<T>? = nil
+) {
+    let scale = 1 / T(D).squareRoot()
+    let jobs = B * heads
+    // Each job is one (sample, head): two small GEMMs and a softmax. Jobs run on our workers with BLAS
+    // kept single-threaded per call, which beats threading each tiny GEMM.
+    let scratch = probs == nil ? UnsafeMutablePointer<T>.allocate(capacity: jobs * S * S) : nil
+    defer { scratch?.deallocate() }
+    let pAll = probs ?? scratch!
+    BLASThreads.withSingleThreaded {
+        Parallel.forEachChunk(jobs, workPerItem: 4 * S * S * D) { range in
+            for job in range {
+                let b = job / heads, h = job % heads
+                let base = b * S * ld + h * D
+                let p = pAll + job * S * S
+                T.gemm(transA: false, transB: true, m: S, n: S, k: D, alpha: scale, a: q + base, lda: ld,
+                       b: k + base, ldb: ld, beta: 0, c: p, ldc: S)
+                softmaxRows(p, rows: S, n: S)
+                T.gemm(transA: false, transB: false, m: S, n: D, k: S, alpha: 1, a: p, lda: S,
+                       b: v + base, ldb: ld, beta: 0, c: o + b * S * ldo + h * D, ldc: ldo)
+            }
+        }
+    }
+}

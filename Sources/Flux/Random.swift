@@ -1,0 +1,81 @@
+import BLAS
+import Foundation
+
+/// A small, fast, seedable generator (SplitMix64) so every random draw in the project is reproducible across
+/// machines and Swift versions (the standard library's generator is neither seedable nor stable).
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1) with 53 random bits.
+    public mutating func uniform() -> Double { Double(next() >> 11) * 0x1p-53 }
+    /// Standard normal (Box–Muller).
+    public mutating func normal() -> Double {
+        let u1 = max(uniform(), 0x1p-60), u2 = uniform()
+        return (-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2)
+    }
+}
+
+extension FluxWeights {
+    /// Weights with PyTorch's default Linear init, U(−1/√in, 1/√in), and RMSNorm weights 1 — what an
+    /// untrained diffusers model holds. Deterministic in `seed`.
+    public static func random(config: FluxConfig, seed: UInt64) -> FluxWeights<T> {
+        var rng = SplitMix64(seed: seed)
+        func lin(_ i: Int, _ o: Int) -> LinearWeights<T> {
+            let bound = 1 / Double(i).squareRoot()
+            let w = Buffer<T>(uninitialized: i * o), b = Buffer<T>(uninitialized: o)
+            for k in 0..<(i * o) { w[k] = T((2 * rng.uniform() - 1) * bound) }
+            for k in 0..<o { b[k] = T((2 * rng.uniform() - 1) * bound) }
+            return LinearWeights(w: w, b: b, inDim: i, outDim: o)
+        }
+        let d = config.dim, m = config.mlpDim, hd = config.attentionHeadDim, P = FluxConfig.timeProjDim
+        func ones() -> Buffer<T> { Buffer(repeating: 1, count: hd) }
+        let top = TopWeights<T>(
+            xEmbedder: lin(config.inChannels, d), contextEmbedder: lin(config.jointAttentionDim, d),
+            timeLinear1: lin(P, d), timeLinear2: lin(d, d),
+            guidanceLinear1: config.guidanceEmbeds ? lin(P, d) : nil,
+            guidanceLinear2: config.guidanceEmbeds ? lin(d, d) : nil,
+            textLinear1: lin(config.pooledProjectionDim, d), textLinear2: lin(d, d),
+            normOut: lin(d, 2 * d), projOut: lin(d, config.outputChannels))
+        let doubles = (0..<config.numLayers).map { _ in
+            DoubleBlockWeights<T>(
+                norm1: lin(d, 6 * d), norm1Context: lin(d, 6 * d), qkv: lin(d, 3 * d), addQKV: lin(d, 3 * d),
+                normQ: ones(), normK: ones(), normAddedQ: ones(), normAddedK: ones(),
+                toOut: lin(d, d), toAddOut: lin(d, d), ff0: lin(d, m), ff2: lin(m, d),
+                ffContext0: lin(d, m), ffContext2: lin(m, d))
+        }
+        let singles = (0..<config.numSingleLayers).map { _ in
+            SingleBlockWeights<T>(norm: lin(d, 3 * d), linear1: lin(d, 3 * d + m), normQ: ones(), normK: ones(),
+                                  projOut: lin(d + m, d))
+        }
+        return FluxWeights(config: config, top: top, doubles: doubles, singles: singles)
+    }
+}
+
+extension FluxConfig {
+    /// Floating-point operations of one forward pass, counted as the PyTorch reference script counts them
+    /// (scripts/bench_reference.py): 2·rows·in·out for every Linear call (rows = 1 per sample for the
+    /// embedder and modulation Linears) plus 4·S²·dim per attention (QKᵀ and PV); element-wise work ignored.
+    public func forwardFLOPs(textTokens lt: Int, imageTokens li: Int, batch: Int = 1) -> Double {
+        let d = Double(dim), m = Double(mlpDim), s = Double(lt + li), B = Double(batch)
+        let P = Double(FluxConfig.timeProjDim)
+        func lin(_ rows: Double, _ i: Double, _ o: Double) -> Double { 2 * rows * i * o }
+        var f = lin(Double(li), Double(inChannels), d) + lin(Double(lt), Double(jointAttentionDim), d)
+        f += lin(1, P, d) + lin(1, d, d) + lin(1, Double(pooledProjectionDim), d) + lin(1, d, d)
+        if guidanceEmbeds { f += lin(1, P, d) + lin(1, d, d) }
+        let attention = 4 * s * s * d
+        // In a double block each stream has its own weights, but together q/k/v, the output projections and
+        // the FFs cover all S tokens once.
+        let double = 2 * lin(1, d, 6 * d) + 3 * lin(s, d, d) + attention + lin(s, d, d) + lin(s, d, m) + lin(s, m, d)
+        let single = lin(1, d, 3 * d) + lin(s, d, 3 * d + m) + attention + lin(s, d + m, d)
+        f += Double(numLayers) * double + Double(numSingleLayers) * single
+        f += lin(1, d, 2 * d) + lin(Double(li), d, Double(outputChannels))
+        return f * B
+    }
+}

@@ -1,0 +1,97 @@
+import BLAS
+import Foundation
+
+/// How the σ grid is warped towards high noise (flux.md §3.2).
+public enum TimeShift: Equatable, Sendable {
+    /// FLUX.1-schnell: linspace(1, 1/N, N) unchanged.
+    case none
+    /// FLUX.1-dev: σ' = e^μ / (e^μ + (1/σ − 1)), μ from the image sequence length.
+    case exponential(mu: Double)
+
+    /// μ = linear interpolation from (256 → 0.5) to (4096 → 1.15), extrapolated beyond (diffusers `calculate_shift`).
+    public static func dynamicMu(imageSeqLen L: Int, baseSeqLen: Int = 256, maxSeqLen: Int = 4096,
+                                 baseShift: Double = 0.5, maxShift: Double = 1.15) -> Double {
+        let m = (maxShift - baseShift) / Double(maxSeqLen - baseSeqLen)
+        let b = baseShift - m * Double(baseSeqLen)
+        return Double(L) * m + b
+    }
+
+    public static func dynamic(imageSeqLen L: Int) -> TimeShift { .exponential(mu: dynamicMu(imageSeqLen: L)) }
+}
+
+/// The flow-matching Euler schedule: N noise levels from 1 down, then a final 0.
+public struct FlowMatchSchedule: Equatable, Sendable {
+    public let sigmas: [Double]     // N + 1 values, the last exactly 0
+    public var steps: Int { sigmas.count - 1 }
+
+    public init(steps n: Int, shift: TimeShift) throws {
+        guard n >= 1 else { throw FluxError.badInput("steps must be ≥ 1, got \(n)") }
+        var s = (0..<n).map { i in n == 1 ? 1.0 : 1.0 + (1.0 / Double(n) - 1.0) * Double(i) / Double(n - 1) }
+        if case .exponential(let mu) = shift {
+            let em = Foundation.exp(mu)
+            s = s.map { em / (em + (1 / $0 - 1)) }
+        }
+        sigmas = s + [0]
+    }
+}
+
+/// One Euler step per `next()`: x ← x + (σ_{i+1} − σ_i)·v(x, σ_i). An iterator so callers can show progress,
+/// keep intermediate latents (the checkpointed backward stores exactly these) or stop early.
+public final class EulerSampler<T: Scalar>: IteratorProtocol, Sequence {
+    public struct Step {
+        public let index: Int
+        public let sigma: Double
+        public let nextSigma: Double
+        public let latent: Buffer<T>    // after this step
+    }
+
+    public let transformer: FluxTransformer<T>
+    public let cond: FluxConditioning<T>
+    public let schedule: FlowMatchSchedule
+    public let masks: MaskSet<T>
+    public private(set) var latent: Buffer<T>
+    public private(set) var index = 0
+    public private(set) var error: Error?
+
+    public init(transformer: FluxTransformer<T>, cond: FluxConditioning<T>, schedule: FlowMatchSchedule,
+                start: Buffer<T>, masks: MaskSet<T> = MaskSet()) {
+        self.transformer = transformer; self.cond = cond; self.schedule = schedule; self.masks = masks
+        latent = start.copy()
+    }
+
+    public func next() -> Step? {
+        guard index < schedule.steps, error == nil else { return nil }
+        do {
+            try step()
+        } catch {
+            self.error = error
+            return nil
+        }
+        let sigmas = schedule.sigmas
+        defer { index += 1 }
+        return Step(index: index, sigma: sigmas[index], nextSigma: sigmas[index + 1], latent: latent)
+    }
+
+    /// Runs one step, throwing instead of storing the error.
+    public func step() throws {
+        let s = schedule.sigmas[index], sn = schedule.sigmas[index + 1]
+        let v = try transformer.forward(hidden: latent.p, sigma: Array(repeating: s, count: cond.batch), cond: cond, masks: masks)
+        guard v.count == latent.count else {
+            throw FluxError.badShape("model output has \(v.count) values but the latent has \(latent.count) (out_channels ≠ in_channels cannot be sampled)")
+        }
+        let next = latent.copy()
+        let dt = T(sn - s)
+        for i in 0..<next.count { next.p[i] += dt * v.p[i] }
+        latent = next
+    }
+
+    /// Runs all remaining steps and returns the final latent.
+    public func run(progress: ((Int, Int) -> Void)? = nil) throws -> Buffer<T> {
+        while index < schedule.steps {
+            try step()
+            index += 1
+            progress?(index, schedule.steps)
+        }
+        return latent
+    }
+}

@@ -1,0 +1,95 @@
+import ArgumentParser
+import BLAS
+import Flux
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks (random weights; JSON on stdout). Compare with scripts/bench_reference.py run in the same session.",
+        subcommands: [BenchForward.self])
+}
+
+enum BenchConfig: String, ExpressibleByArgument, CaseIterable {
+    case small, medium
+
+    var config: FluxConfig { self == .small ? .small : .medium }
+    /// Image grid side: 8×8 = 64 tokens (small) or 16×16 = 256 tokens (medium); 16 text tokens.
+    var grid: Int { self == .small ? 8 : 16 }
+    static let textTokens = 16
+}
+
+struct BenchForward: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "forward", abstract: "Seconds per transformer forward, GFLOP/s and peak RSS.")
+
+    @Option(help: "small or medium (issue 2's benchmark configs).")
+    var config: BenchConfig = .small
+
+    @Option(help: "Timed repetitions (the median is reported).")
+    var repeats: Int = 20
+
+    @Option(help: "Untimed warm-up calls.")
+    var warmup: Int = 3
+
+    @Option(help: "Compute precision.")
+    var precision: Precision = .f32
+
+    func run() throws {
+        try reportingErrors {
+            switch precision {
+            case .f32: try run(Float.self)
+            case .f64: try run(Double.self)
+            }
+        }
+    }
+
+    func run<T: Scalar>(_: T.Type) throws {
+        let cfg = config.config
+        let model = FluxTransformer(weights: FluxWeights<T>.random(config: cfg, seed: 0))
+        let lt = BenchConfig.textTokens, g = config.grid, li = g * g
+        var rng = SplitMix64(seed: 1)
+        func randn(_ n: Int) -> Buffer<T> { Buffer((0..<n).map { _ in T(rng.normal()) }) }
+        let cond = try FluxConditioning<T>(
+            config: cfg, batch: 1, encoderHiddenStates: randn(lt * cfg.jointAttentionDim),
+            pooledProjections: randn(cfg.pooledProjectionDim), guidance: nil,
+            txtIds: Packing.textIds(count: lt), imgIds: Packing.imageIds(gridHeight: g, gridWidth: g))
+        let x = randn(li * cfg.inChannels)
+        for _ in 0..<warmup { _ = try model.forward(hidden: x.p, sigma: [0.5], cond: cond) }
+        var times: [Double] = []
+        for _ in 0..<max(1, repeats) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            _ = try model.forward(hidden: x.p, sigma: [0.5], cond: cond)
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+        }
+        let median = times.sorted()[times.count / 2]
+        let flops = cfg.forwardFLOPs(textTokens: lt, imageTokens: li)
+        printJSON([
+            "impl": "mce (Swift, \(blasName))", "bench": "forward", "config": config.rawValue,
+            "precision": T.precisionName, "median_s": median, "min_s": times.min()!,
+            "gflop_per_forward": flops / 1e9, "gflops": flops / median / 1e9,
+            "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": times.count,
+        ])
+    }
+}
+
+#if canImport(Accelerate)
+let blasName = "Accelerate"
+#else
+let blasName = "OpenBLAS"
+#endif
+
+/// Peak resident set size of this process so far.
+func peakRSSMiB() -> Double {
+    var u = rusage()
+    #if os(Linux)
+    getrusage(Int32(RUSAGE_SELF.rawValue), &u)
+    return Double(u.ru_maxrss) / 1024   // KiB on Linux
+    #else
+    getrusage(RUSAGE_SELF, &u)
+    return Double(u.ru_maxrss) / (1024 * 1024)   // bytes on Darwin
+    #endif
+}
+
+func printJSON(_ dict: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}

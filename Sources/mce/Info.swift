@@ -1,0 +1,34 @@
+import ArgumentParser
+import Flux
+import Foundation
+
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Shows a checkpoint's layout, config, size and the RAM it needs.")
+
+    @Option(help: "Model: a .safetensors file (diffusers or BFL layout), a diffusers model folder, or a sharded folder.")
+    var model: String
+
+    @Option(help: "A diffusers config.json to use instead of the one found with (or inferred from) the model.")
+    var config: String?
+
+    func run() throws {
+        try reportingErrors {
+            let override = try config.map { try FluxConfig.load(json: URL(fileURLWithPath: $0)) }
+            let loader = try FluxWeightLoader(path: model, config: override)
+            let c = loader.config
+            let n = Double(c.parameterCount)
+            let gib = 1024.0 * 1024 * 1024
+            let blockMax = Double(max(c.numLayers > 0 ? 12 * c.dim * c.dim + 4 * c.dim * c.mlpDim : 0,
+                                      3 * c.dim * c.dim + c.dim * (3 * c.dim + c.mlpDim) + (c.dim + c.mlpDim) * c.dim))
+            print("""
+            model:       \(model)
+            layout:      \(loader.layout.rawValue)
+            tensors:     \(loader.store.names.count)
+            parameters:  \(c.parameterCount)
+            config:      \(String(decoding: c.jsonData(), as: UTF8.self).replacingOccurrences(of: "\n", with: " "))
+            RAM, resident f32 weights:  \(String(format: "%.2f", n * 4 / gib)) GiB (f64: \(String(format: "%.2f", n * 8 / gib)) GiB)
+            RAM, --stream f32 weights:  \(String(format: "%.2f", blockMax * 4 / gib)) GiB for the largest block, plus the mapped file (page cache, evictable)
+            """)
+        }
+    }
+}

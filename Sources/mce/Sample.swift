@@ -1,0 +1,80 @@
+import ArgumentParser
+import BLAS
+import Flux
+import Foundation
+
+enum ShiftOption: String, ExpressibleByArgument, CaseIterable {
+    case dynamic, none
+}
+
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Flow-matching Euler sampling from x_T = hidden_states; writes `sample` (final packed latent) and `sigmas`.")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @Option(help: "Inputs as for `forward` (hidden_states is the starting noise x_T; timestep is ignored).")
+    var inputs: String
+
+    @Option(help: "Number of Euler steps (≥ 1).")
+    var steps: Int
+
+    @Option(help: "Time shift: dynamic (FLUX.1-dev; μ from the image sequence length) or none (schnell). Default: dynamic when the model has guidance embeddings.")
+    var shift: ShiftOption?
+
+    @Option(help: "Output safetensors file.")
+    var output: String
+
+    func validate() throws {
+        if steps < 1 { throw ValidationError("--steps must be ≥ 1, got \(steps)") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            switch modelOptions.precision {
+            case .f32: try run(Float.self)
+            case .f64: try run(Double.self)
+            }
+        }
+    }
+
+    func run<T: Scalar>(_: T.Type) throws {
+        let model = try loadModel(modelOptions, as: T.self)
+        let inp = try ModelInputs<T>(path: inputs, config: model.config, requireTimestep: false)
+        let shiftKind = shift ?? (model.config.guidanceEmbeds ? .dynamic : .none)
+        let timeShift: TimeShift = shiftKind == .dynamic ? .dynamic(imageSeqLen: inp.imageTokens) : .none
+        let schedule = try FlowMatchSchedule(steps: steps, shift: timeShift)
+        let sampler = EulerSampler(transformer: model, cond: inp.cond, schedule: schedule, start: inp.hidden)
+        let progress = Progress(total: steps, label: "sampling")
+        let x = try sampler.run { done, _ in progress.update(done) }
+        var meta = ["command": "sample", "steps": "\(steps)", "shift": shiftKind.rawValue, "precision": T.precisionName]
+        if case .exponential(let mu) = timeShift { meta["mu"] = "\(mu)" }
+        try writeTensors(output, metadata: meta) { w in
+            let shape = [inp.batch, inp.imageTokens, model.config.outputChannels]
+            w.add("sample", shape: shape, floats: x.array.map { Float($0) })
+            if T.self == Double.self { w.add("sample_float64", shape: shape, doubles: x.array.map { Double($0) }) }
+            w.add("sigmas", shape: [schedule.sigmas.count], doubles: schedule.sigmas)
+        }
+    }
+}
+
+/// A one-line progress report on stderr with rate and ETA, redrawn in place on a terminal.
+final class Progress {
+    let total: Int
+    let label: String
+    let start = Date()
+    private let tty = isatty(2) != 0
+
+    init(total: Int, label: String) { self.total = total; self.label = label }
+
+    func update(_ done: Int, extra: String = "") {
+        let elapsed = Date().timeIntervalSince(start)
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+        let line = String(format: "%@ %d/%d  %.1fs elapsed, ETA %.1fs%@", label, done, total, elapsed, eta, extra.isEmpty ? "" : "  " + extra)
+        if tty {
+            FileHandle.standardError.write(Data("\r\u{1B}[K\(line)\(done == total ? "\n" : "")".utf8))
+        } else if done == total || done == 1 || done % max(1, total / 10) == 0 {
+            FileHandle.standardError.write(Data((line + "\n").utf8))
+        }
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import SafeTensors
+import XCTest
+
+/// `mce forward` / `mce sample` as a user runs them, on the golden fixtures in every weight layout.
+final class CLITests: XCTestCase {
+    static let golden = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/golden")
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("mce-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: dir) }
+
+    /// The `mce` executable next to the test bundle.
+    var binary: URL {
+        var d = Bundle.main.bundleURL
+        for _ in 0..<3 {
+            let c = d.appendingPathComponent("mce")
+            if FileManager.default.isExecutableFile(atPath: c.path) { return c }
+            d = d.deletingLastPathComponent()
+        }
+        return Bundle.main.bundleURL.appendingPathComponent("mce")
+    }
+
+    @discardableResult
+    func mce(_ args: [String], expectExit: Int32 = 0, file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        let o = Pipe(), e = Pipe()
+        p.standardOutput = o; p.standardError = e
+        try p.run()
+        let out = String(decoding: o.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: e.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, expectExit, "mce \(args.joined(separator: " ")): \(err)", file: file, line: line)
+        return (out, err)
+    }
+
+    func g(_ n: String) -> String { Self.golden.appendingPathComponent(n).path }
+
+    /// `--model PATH`, plus `--config` for BFL files (they carry none, and small heads defeat inference).
+    func modelArgs(_ model: String, _ m: String) -> [String] {
+        ["--model", g(model)] + (model.hasSuffix("_bfl.safetensors") ? ["--config", g("\(m)/config.json")] : [])
+    }
+
+    func assertClose(_ a: [Double], _ b: [Double], _ tol: Double, _ what: String) {
+        XCTAssertEqual(a.count, b.count, what)
+        let s = b.map(abs).max() ?? 0
+        let d = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
+        XCTAssertLessThanOrEqual(d, tol * s, "\(what): max diff \(d), scale \(s)")
+    }
+
+    func testForwardInEveryLayout() throws {
+        for m in ["tiny", "dev"] {
+            let ref = try SafeTensorsFile(path: g("\(m).io.safetensors")).doubles("output_float64_reference")
+            for model in [m, "\(m)_sharded", "\(m)_bfl.safetensors", "\(m)_bf16"] {
+                let out = dir.appendingPathComponent("\(model).out.safetensors").path
+                try mce(["forward"] + modelArgs(model, m) + ["--inputs", g("\(m).io.safetensors"), "--output", out])
+                assertClose(try SafeTensorsFile(path: out).doubles("output"), ref, 1e-5, "mce forward \(model)")
+            }
+            let out64 = dir.appendingPathComponent("\(m).f64.safetensors").path
+            try mce(["forward", "--model", g(m), "--inputs", g("\(m).io.safetensors"), "--output", out64, "--precision", "f64"])
+            let f64 = try SafeTensorsFile(path: out64)
+            XCTAssertEqual(try f64.info("output").dtype, .F32)
+            assertClose(try f64.doubles("output_float64"), ref, 1e-10, "mce forward --precision f64 \(m)")
+        }
+    }
+
+    func testSample() throws {
+        for m in ["tiny", "dev"] {
+            let file = SafeTensorsFile.self
+            let ref = try file.init(path: g("\(m).sample.safetensors"))
+            for model in [m, "\(m)_bfl.safetensors"] {
+                let out = dir.appendingPathComponent("\(model).sample.safetensors").path
+                try mce(["sample"] + modelArgs(model, m) + ["--inputs", g("\(m).sample.safetensors"), "--steps", "4", "--output", out])
+                let got = try file.init(path: out)
+                assertClose(try got.doubles("sample"), try ref.doubles("sample_float64_reference"), 1e-5, "mce sample \(model)")
+                let sig = try got.doubles("sigmas"), refSig = try ref.doubles("sigmas")
+                XCTAssertEqual(sig.count, refSig.count)
+                for (a, b) in zip(sig, refSig) { XCTAssertEqual(a, b, accuracy: 1e-12) }
+            }
+        }
+    }
+
+    func testClearErrors() throws {
+        let out = dir.appendingPathComponent("o.safetensors").path
+        var r = try mce(["forward", "--model", g("nope"), "--inputs", g("tiny.io.safetensors"), "--output", out], expectExit: 1)
+        XCTAssertTrue(r.err.contains("nope"), r.err)
+        // dev inputs on the tiny model: wrong widths.
+        r = try mce(["forward", "--model", g("tiny"), "--inputs", g("dev.io.safetensors"), "--output", out], expectExit: 1)
+        XCTAssertTrue(r.err.contains("hidden_states"), r.err)
+        r = try mce(["sample", "--model", g("tiny"), "--inputs", g("tiny.io.safetensors"), "--steps", "0", "--output", out], expectExit: 64)
+        XCTAssertTrue(r.err.contains("--steps"), r.err)
+        // An output folder that does not exist: a clear error and no partial file.
+        let bad = dir.appendingPathComponent("missing/dir/o.safetensors").path
+        r = try mce(["forward", "--model", g("tiny"), "--inputs", g("tiny.io.safetensors"), "--output", bad], expectExit: 1)
+        XCTAssertTrue(r.err.contains("missing/dir"), r.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out))
+    }
+}

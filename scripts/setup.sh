@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what a fresh Debian/Ubuntu machine lacks to build mce: OpenBLAS (matrix products) and pkg-config
+# (SwiftPM finds OpenBLAS through it). Needs root or sudo only when something is missing.
+set -euo pipefail
+need=()
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if ! pkg-config --exists openblas 2>/dev/null; then need+=(libopenblas-dev); fi
+if ((${#need[@]})); then
+    echo "setup: installing ${need[*]}" >&2
+    sudo_cmd=""
+    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v swift >/dev/null 2>&1 || { echo "setup: swift (6.0 or newer) is not on PATH; install a Swift toolchain from swift.org" >&2; exit 1; }
