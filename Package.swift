@@ -17,9 +17,12 @@ let package = Package(
         .systemLibrary(
             name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
+        // A persistent spinning thread pool for the kernels' short parallel loops.
+        .target(name: "CWorkers", cSettings: [.unsafeFlags(["-O2"])]),
         .target(
             name: "BLAS",
             dependencies: [
+                "CWorkers",
                 .target(name: "CBLAS", condition: .when(platforms: [.linux])),
                 .product(name: "RealModule", package: "swift-numerics"),
             ],

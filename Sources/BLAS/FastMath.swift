@@ -13,7 +13,10 @@ extension Float: FastMath {
     public static func fastExp(_ x: Float) -> Float {
         // exp(x) = 2^n · exp(r), r = x − n·ln2 ∈ [−ln2/2, ln2/2]; Cody–Waite split of ln2.
         let xc = Swift.min(Swift.max(x, -87.3), 88.3)
-        let n = (xc * 1.442695041).rounded(.toNearestOrEven)
+        // Round to nearest by adding and subtracting 1.5·2²³ (exact for |t| < 2²²); `rounded()` would be a
+        // libm call that stops the loop from vectorising.
+        let t = xc * 1.442695041
+        let n = (t + 12_582_912) - 12_582_912
         let r = (xc - n * 0.693145752) - n * 1.42860677e-06
         // Taylor to degree 7: truncation error < 6e-9 on the reduced interval.
         var p: Float = 1.0 / 5040

@@ -1,27 +1,39 @@
-import Dispatch
-#if canImport(Glibc)
-import Glibc
-#endif
+import CWorkers
 
-/// Work splitting for our own (non-BLAS) kernels. Rows are split into at most `workerCount` contiguous
-/// chunks; tiny jobs run inline because a thread hop costs more than they do.
+/// Work splitting for our kernels, on a persistent pool of spinning workers (Sources/CWorkers): a
+/// forward pass has ~25 short parallel regions per block, too short to wake sleeping threads for each.
 public enum Parallel {
-    public static let workerCount: Int = {
-        if let s = getenv("MCE_THREADS"), let n = Int(String(cString: s)), n > 0 { return n }
-        return max(1, sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-    }()
+    /// Threads taking part in a parallel region (MCE_THREADS overrides the number of online CPUs).
+    public static let workerCount: Int = Int(mce_workers_count())
 
-    /// Calls body(range) over disjoint chunks of 0..<count. `work` is an estimate of scalar operations per
-    /// item, used to decide whether splitting is worth it.
+    /// Calls body(i) for i in 0..<count, concurrently. Nested calls run serially.
+    @inlinable
+    public static func run(_ count: Int, _ body: (Int) -> Void) {
+        if count <= 1 {
+            if count == 1 { body(0) }
+            return
+        }
+        withoutActuallyEscaping(body) { fn in
+            var box = fn
+            withUnsafeMutablePointer(to: &box) { ctx in
+                mce_workers_run(count, { ctx, i in
+                    ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(Int(i))
+                }, ctx)
+            }
+        }
+    }
+
+    /// Calls body(range) over disjoint chunks of 0..<count. `workPerItem` estimates scalar operations per
+    /// item; small jobs run inline because even a spinning hand-off costs more than they do.
     @inlinable
     public static func forEachChunk(_ count: Int, workPerItem: Int = 1, _ body: (Range<Int>) -> Void) {
         let total = count * max(1, workPerItem)
-        let chunks = min(workerCount, count, max(1, total / 32_768))
+        let chunks = min(workerCount, count, max(1, total / 16_384))
         if chunks <= 1 {
             body(0..<count)
             return
         }
-        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        run(chunks) { c in
             let lo = count * c / chunks, hi = count * (c + 1) / chunks
             if lo < hi { body(lo..<hi) }
         }

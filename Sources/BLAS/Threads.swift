@@ -5,30 +5,19 @@ import CBLAS
 import Glibc
 #endif
 
-/// Control over BLAS's own threads. Our attention kernel runs many tiny GEMMs, one per (sample, head), on
-/// our own workers; BLAS must then run each call on the calling thread instead of waking its pool.
+/// BLAS runs single-threaded: `Gemm.run` and the attention kernel split work over our own workers, so
+/// one scheduler owns the cores (OpenBLAS's pool spins between calls and would fight ours).
 public enum BLASThreads {
-    private static let lock = NSLockLike()
-
-    public static func withSingleThreaded<R>(_ body: () throws -> R) rethrows -> R {
-        #if canImport(Accelerate)
-        return try body()
-        #else
-        lock.lock()
-        defer { lock.unlock() }
-        let previous = openblas_get_num_threads()
+    @usableFromInline static let configured: Bool = {
+        #if !canImport(Accelerate)
         openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(previous) }
-        return try body()
+        // Keep freed activation buffers in the heap instead of unmapping them after every call: each fresh
+        // mmap'd buffer would page-fault in again on the next forward pass.
+        mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        mallopt(M_TRIM_THRESHOLD, 1 << 30)
         #endif
-    }
-}
+        return true
+    }()
 
-/// A minimal mutex (pthread) so the BLAS module needs no Foundation.
-final class NSLockLike: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    deinit { pthread_mutex_destroy(&m) }
-    func lock() { pthread_mutex_lock(&m) }
-    func unlock() { pthread_mutex_unlock(&m) }
+    @inlinable public static func configureOnce() { _ = configured }
 }

@@ -17,8 +17,8 @@ func linearForward<T: Scalar>(
     if let b {
         for r in 0..<rows { (y + r * ldy).update(from: b, count: outDim) }
     }
-    T.gemm(transA: false, transB: true, m: rows, n: outDim, k: inDim, alpha: 1, a: x, lda: ldx,
-           b: w, ldb: inDim, beta: b == nil ? 0 : 1, c: y, ldc: ldy)
+    Gemm.run(transA: false, transB: true, m: rows, n: outDim, k: inDim, alpha: 1, a: x, lda: ldx,
+             b: w, ldb: inDim, beta: b == nil ? 0 : 1, c: y, ldc: ldy)
 }
 
 /// out = LN(x)·(1 + scale) + shift, LayerNorm without affine (eps 1e-6) over the last dim C.
@@ -130,20 +130,36 @@ func ropeForward<T: Scalar>(
     }
 }
 
-/// Numerically stable softmax of each row of an [rows, n] matrix, in place.
+/// Sum of n values with four partial sums: a plain `s += x[i]` loop is a serial dependency chain the
+/// compiler may not reorder (no fast-math), which made reductions the slowest part of small kernels.
+@inline(__always)
+func sum4<T: Scalar>(_ x: UnsafePointer<T>, _ n: Int) -> T {
+    var a: T = 0, b: T = 0, c: T = 0, d: T = 0
+    var i = 0
+    while i + 4 <= n {
+        a += x[i]; b += x[i + 1]; c += x[i + 2]; d += x[i + 3]
+        i += 4
+    }
+    while i < n { a += x[i]; i += 1 }
+    return (a + b) + (c + d)
+}
+
+/// Numerically stable softmax of each row of an [rows, n] matrix, in place. The exp pass is a loop of its
+/// own so it vectorises; the max and the sum are separate reductions.
 @inline(__always)
 func softmaxRows<T: Scalar>(_ p: UnsafeMutablePointer<T>, rows: Int, n: Int) {
     for r in 0..<rows {
         let row = p + r * n
-        var mx = row[0]
-        for j in 1..<n where row[j] > mx { mx = row[j] }
-        var s: T = 0
-        for j in 0..<n {
-            let e = T.fastExp(row[j] - mx)
-            row[j] = e
-            s += e
+        var m0 = row[0], m1 = row[0]
+        var j = 0
+        while j + 2 <= n {
+            m0 = max(m0, row[j]); m1 = max(m1, row[j + 1])
+            j += 2
         }
-        let inv = 1 / s
+        if j < n { m0 = max(m0, row[j]) }
+        let mx = max(m0, m1)
+        for j in 0..<n { row[j] = T.fastExp(row[j] - mx) }
+        let inv = 1 / sum4(row, n)
         for j in 0..<n { row[j] *= inv }
     }
 }
@@ -158,12 +174,13 @@ func attentionForward<T: Scalar>(
 ) {
     let scale = 1 / T(D).squareRoot()
     let jobs = B * heads
-    // Each job is one (sample, head): two small GEMMs and a softmax. Jobs run on our workers with BLAS
-    // kept single-threaded per call, which beats threading each tiny GEMM.
+    // Each job is one (sample, head): two small GEMMs and a softmax. Jobs run on our workers, each GEMM on
+    // single-threaded BLAS, which beats threading every tiny GEMM.
     let scratch = probs == nil ? UnsafeMutablePointer<T>.allocate(capacity: jobs * S * S) : nil
     defer { scratch?.deallocate() }
     let pAll = probs ?? scratch!
-    BLASThreads.withSingleThreaded {
+    BLASThreads.configureOnce()
+    do {
         Parallel.forEachChunk(jobs, workPerItem: 4 * S * S * D) { range in
             for job in range {
                 let b = job / heads, h = job % heads

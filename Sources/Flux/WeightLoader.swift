@@ -29,7 +29,7 @@ public final class FluxWeightLoader: @unchecked Sendable {
 
     private static func findConfig(path: String, store: TensorStore, layout: CheckpointLayout) throws -> FluxConfig {
         var isDir: ObjCBool = false
-        FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
+        _ = FileManager.default.fileExists(atPath: path, isDirectory: &isDir)
         // A diffusers folder has config.json inside; a weights file taken out of one has it beside.
         let folder = isDir.boolValue ? URL(fileURLWithPath: path) : URL(fileURLWithPath: path).deletingLastPathComponent()
         let url = folder.appendingPathComponent("config.json")

@@ -28,7 +28,8 @@ public struct TensorInfo: Sendable, Equatable, Hashable {
     /// Number of elements: the product of `shape`, 1 for a scalar (rank 0), 0 if any dim is 0.
     public var count: Int { shape.reduce(1, *) }
 
-    public init(name: String, dtype: DType, shape: [Int], dataOffset: Int, byteCount: Int) {
+    // Internal: instances come from a validated header, so `count` cannot overflow.
+    init(name: String, dtype: DType, shape: [Int], dataOffset: Int, byteCount: Int) {
         self.name = name
         self.dtype = dtype
         self.shape = shape
@@ -70,7 +71,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
         self.path = path
         func fail(_ message: String) -> SafeTensorsError { SafeTensorsError(file: path, message: message) }
 
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO by mistake must not hang (it is then rejected as not a regular file).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         if fd < 0 {
             let code = errno
             if code == ENOENT { throw fail("no such file") }

@@ -67,6 +67,7 @@ struct BenchForward: ParsableCommand {
             "precision": T.precisionName, "median_s": median, "min_s": times.min()!,
             "gflop_per_forward": flops / 1e9, "gflops": flops / median / 1e9,
             "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": times.count,
+            "blas_core": KernelSelection.coreName,
         ])
     }
 }

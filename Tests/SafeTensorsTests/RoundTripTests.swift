@@ -9,23 +9,23 @@ final class RoundTripTests: TempDirTestCase {
     private func sample(_ dtype: DType) -> (bytes: [UInt8], values: [Double]) {
         switch dtype {
         case .BOOL: return ([0, 1, 1, 0, 1, 0], [0, 1, 1, 0, 1, 0])
-        case .U8: let v: [UInt8] = [0, 1, 127, 128, 254, 255]; return (v, v.map(Double.init))
-        case .I8: let v: [Int8] = [-128, -1, 0, 1, 127, 5]; return (bytesOf(v), v.map(Double.init))
-        case .U16: let v: [UInt16] = [0, 1, 65535, 256, 32768, 7]; return (bytesOf(v), v.map(Double.init))
-        case .I16: let v: [Int16] = [-32768, -1, 0, 1, 32767, 300]; return (bytesOf(v), v.map(Double.init))
-        case .U32: let v: [UInt32] = [0, .max, 1, 1 << 31, 16_777_217, 9]; return (bytesOf(v), v.map(Double.init))
-        case .I32: let v: [Int32] = [.min, -1, 0, 1, .max, 16_777_217]; return (bytesOf(v), v.map(Double.init))
-        case .U64: let v: [UInt64] = [0, 1, 1 << 53, UInt64(Int64.max), 42, 7]; return (bytesOf(v), v.map(Double.init))
-        case .I64: let v: [Int64] = [.min, -1, 0, 1, .max, (1 << 53) + 1]; return (bytesOf(v), v.map(Double.init))
+        case .U8: let v: [UInt8] = [0, 1, 127, 128, 254, 255]; return (v, v.map { Double($0) })
+        case .I8: let v: [Int8] = [-128, -1, 0, 1, 127, 5]; return (bytesOf(v), v.map { Double($0) })
+        case .U16: let v: [UInt16] = [0, 1, 65535, 256, 32768, 7]; return (bytesOf(v), v.map { Double($0) })
+        case .I16: let v: [Int16] = [-32768, -1, 0, 1, 32767, 300]; return (bytesOf(v), v.map { Double($0) })
+        case .U32: let v: [UInt32] = [0, .max, 1, 1 << 31, 16_777_217, 9]; return (bytesOf(v), v.map { Double($0) })
+        case .I32: let v: [Int32] = [.min, -1, 0, 1, .max, 16_777_217]; return (bytesOf(v), v.map { Double($0) })
+        case .U64: let v: [UInt64] = [0, 1, 1 << 53, UInt64(Int64.max), 42, 7]; return (bytesOf(v), v.map { Double($0) })
+        case .I64: let v: [Int64] = [.min, -1, 0, 1, .max, (1 << 53) + 1]; return (bytesOf(v), v.map { Double($0) })
         case .F16:
             let v: [Float16] = [0, -0.0, 1.5, 65504, -.infinity, .leastNonzeroMagnitude]
-            return (bytesOf(v), v.map(Double.init))
+            return (bytesOf(v), v.map { Double($0) })
         case .BF16:
             let bits: [UInt16] = [0x0000, 0x8000, 0x3FC0, 0x7F7F, 0xFF80, 0x0001]
             return (bytesOf(bits), bits.map { Double(Float(bitPattern: UInt32($0) << 16)) })
         case .F32:
             let v: [Float] = [0, -0.0, 1.5, .greatestFiniteMagnitude, -.infinity, .leastNonzeroMagnitude]
-            return (bytesOf(v), v.map(Double.init))
+            return (bytesOf(v), v.map { Double($0) })
         case .F64:
             let v: [Double] = [0, -0.0, 0.1, .greatestFiniteMagnitude, -.infinity, .leastNonzeroMagnitude]
             return (bytesOf(v), v)
@@ -71,7 +71,7 @@ final class RoundTripTests: TempDirTestCase {
                 XCTAssertTrue(sameFloat(floats[i], Float(values[i])), "\(dtype)[\(i)]: \(floats[i]) != \(Float(values[i]))")
             }
             if dtype.isInteger {
-                XCTAssertEqual(try file.int64s(name).map(Double.init), values, "\(dtype)")
+                XCTAssertEqual(try file.int64s(name).map { Double($0) }, values, "\(dtype)")
             } else {
                 assertSTError({ _ = try file.int64s(name) }, fileName: "all.safetensors", tensor: name, mentions: [dtype.rawValue])
             }
@@ -97,7 +97,7 @@ final class RoundTripTests: TempDirTestCase {
     }
 
     func testTypedWriterAPIs() throws {
-        let f: [Float] = [1, -2.5, .pi, 1e-40]
+        let f: [Float] = [1, -2.5, .pi, Float(1e-40 as Double)]
         let d: [Double] = [.pi, -1e300, 0.1]
         let source: [Float] = [1, 1.00390625, 1.01171875, -3.3e38, 65520, 1e-8]
         var writer = SafeTensorsWriter()
@@ -171,7 +171,7 @@ final class RoundTripTests: TempDirTestCase {
             XCTAssertEqual(out, Array(values[7..<12]))
             var d = [Double](repeating: -1, count: 4)
             try d.withUnsafeMutableBufferPointer { try file.decode(name, elements: 20..<24, into: $0) }
-            XCTAssertEqual(d, values[20..<24].map(Double.init))
+            XCTAssertEqual(d, values[20..<24].map { Double($0) })
             var none = [Float]()
             try none.withUnsafeMutableBufferPointer { try file.decode(name, elements: 24..<24, into: $0) }
         }
@@ -208,14 +208,14 @@ final class RoundTripTests: TempDirTestCase {
         XCTAssertEqual(try file.floats("f"), f32)
         XCTAssertEqual(try file.doubles("f"), [1.5, -7])
         XCTAssertEqual(try file.doubles("d"), f64)
-        XCTAssertEqual(try file.floats("d"), [Float.pi])
+        XCTAssertEqual(try file.floats("d"), [Float(Double.pi)])
         XCTAssertEqual(try file.int64s("i"), [-5])
         XCTAssertEqual(try file.int64s("u"), [0xAB])
     }
 
     func testLargeTensorsTakeTheParallelPathCorrectly() throws {
         let n = parallelDecodeThreshold + 12_345
-        let values = (0..<n).map { Float(bitPattern: 0x3F80_0000 &+ UInt32($0 &* 2654435761 >> 9)) }
+        let values = (0..<n).map { Float(bitPattern: 0x3F80_0000 &+ (UInt32(truncatingIfNeeded: $0 &* 2654435761) >> 9)) }
         var writer = SafeTensorsWriter()
         writer.add("f", shape: [n], floats: values)
         writer.add("b", shape: [n], halfPrecisionFrom: values, dtype: .BF16)
@@ -236,6 +236,33 @@ final class RoundTripTests: TempDirTestCase {
         XCTAssertEqual(out.first, Double(values[start]))
         XCTAssertEqual(out.last, Double(values[n - 1]))
         XCTAssertEqual(out[1_000_000], Double(values[start + 1_000_000]))
+    }
+
+    /// Offsets past 4 GiB (as in real checkpoints), using a sparse file so no disk space is used.
+    func testOffsetsBeyond4GiB() throws {
+        let bigBytes = 5 << 30
+        var header = #"{"big":{"dtype":"F32","shape":[\#(bigBytes / 4)],"data_offsets":[0,\#(bigBytes)]},"tail":{"dtype":"F64","shape":[2],"data_offsets":[\#(bigBytes),\#(bigBytes + 16)]}}"#
+        header += String(repeating: " ", count: (8 - header.utf8.count % 8) % 8)
+        let path = try writeRaw(header: header, to: "huge.safetensors")
+        let total = 8 + header.utf8.count + bigBytes + 16
+        let fd = open(path, O_WRONLY)
+        XCTAssertGreaterThanOrEqual(fd, 0)
+        guard ftruncate(fd, off_t(total)) == 0 else {
+            close(fd)
+            throw XCTSkip("cannot make a sparse 5 GiB file here")
+        }
+        let tail = bytesOf([1.5, -2.0])
+        XCTAssertEqual(tail.withUnsafeBytes { pwrite(fd, $0.baseAddress, 16, off_t(total - 16)) }, 16)
+        close(fd)
+
+        let file = try SafeTensorsFile(path: path)
+        XCTAssertEqual(file.fileSize, total)
+        XCTAssertEqual(try file.info("big").count, bigBytes / 4)
+        XCTAssertEqual(try file.info("tail").dataOffset, total - 16)
+        XCTAssertEqual(try file.doubles("tail"), [1.5, -2])
+        var last = [Float](repeating: 1, count: 4)
+        try last.withUnsafeMutableBufferPointer { try file.decode("big", elements: (bigBytes / 4 - 4)..<(bigBytes / 4), into: $0) }
+        XCTAssertEqual(last, [0, 0, 0, 0])
     }
 
     func testFileObjectsCanBeReadFromManyThreads() throws {
