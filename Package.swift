@@ -32,15 +32,30 @@ let package = Package(
             name: "Flux",
             dependencies: ["BLAS", "SafeTensors"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // all-MiniLM-L6-v2 (WordPiece tokenizer + 6-layer BERT) on the engine's kernels.
+        .target(
+            name: "TextEncoder",
+            dependencies: ["BLAS", "SafeTensors"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        .systemLibrary(
+            name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]),
+        // The small world: Fashion-/Animal-MNIST loaders, scenes with captions, PNG output.
+        .target(
+            name: "World",
+            dependencies: ["BLAS", "SafeTensors", "CPNG"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .executableTarget(
             name: "mce",
             dependencies: [
-                "Flux", "SafeTensors",
+                "Flux", "SafeTensors", "TextEncoder", "World",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "FluxTests", dependencies: ["Flux", "SafeTensors", "BLAS"]),
         // Runs the built `mce` binary end to end on the fixtures (depends on it so it is built first).
+        .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "SafeTensors"]),
+        .testTarget(name: "WorldTests", dependencies: ["World"]),
         .testTarget(name: "CLITests", dependencies: ["mce", "SafeTensors"]),
     ],
     // Kernels hand raw buffer pointers to worker threads by design; Swift 6's strict checking of that

@@ -5,6 +5,7 @@ set -euo pipefail
 need=()
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if ! pkg-config --exists openblas 2>/dev/null; then need+=(libopenblas-dev); fi
+if ! pkg-config --exists libpng 2>/dev/null; then need+=(libpng-dev); fi
 if ((${#need[@]})); then
     echo "setup: installing ${need[*]}" >&2
     sudo_cmd=""

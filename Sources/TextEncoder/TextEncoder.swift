@@ -1,0 +1,1 @@
+// Placeholder: the MiniLM text encoder lands here (issue 4).

@@ -1,0 +1,1 @@
+// Placeholder: datasets, scenes and PNG output land here (issue 4).
