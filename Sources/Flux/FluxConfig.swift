@@ -108,9 +108,9 @@ public struct FluxConfig: Codable, Equatable, Sendable {
         }
     }
 
-    public func jsonData() -> Data {
+    public func jsonData(pretty: Bool = true) -> Data {
         let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.outputFormatting = pretty ? [.prettyPrinted, .sortedKeys] : [.sortedKeys]
         return try! enc.encode(self)
     }
 

@@ -17,17 +17,19 @@ struct Info: ParsableCommand {
             let loader = try FluxWeightLoader(path: model, config: override)
             let c = loader.config
             let n = Double(c.parameterCount)
-            let gib = 1024.0 * 1024 * 1024
-            let blockMax = Double(max(c.numLayers > 0 ? 12 * c.dim * c.dim + 4 * c.dim * c.mlpDim : 0,
+            func size(_ bytes: Double) -> String {
+                bytes >= Double(1 << 30) ? String(format: "%.2f GiB", bytes / Double(1 << 30)) : String(format: "%.1f MiB", bytes / Double(1 << 20))
+            }
+            let blockMax = Double(max(c.numLayers > 0 ? 20 * c.dim * c.dim + 4 * c.dim * c.mlpDim : 0,
                                       3 * c.dim * c.dim + c.dim * (3 * c.dim + c.mlpDim) + (c.dim + c.mlpDim) * c.dim))
             print("""
             model:       \(model)
             layout:      \(loader.layout.rawValue)
             tensors:     \(loader.store.names.count)
             parameters:  \(c.parameterCount)
-            config:      \(String(decoding: c.jsonData(), as: UTF8.self).replacingOccurrences(of: "\n", with: " "))
-            RAM, resident f32 weights:  \(String(format: "%.2f", n * 4 / gib)) GiB (f64: \(String(format: "%.2f", n * 8 / gib)) GiB)
-            RAM, --stream f32 weights:  \(String(format: "%.2f", blockMax * 4 / gib)) GiB for the largest block, plus the mapped file (page cache, evictable)
+            config:      \(String(decoding: c.jsonData(pretty: false), as: UTF8.self))
+            RAM, resident f32 weights:  \(size(n * 4)) (f64: \(size(n * 8)))
+            RAM, --stream f32 weights:  \(size(blockMax * 4)) for the largest block, plus the mapped file (page cache, evictable)
             """)
         }
     }

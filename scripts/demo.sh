@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The README's main command. Installs build dependencies if missing, builds mce (release) and runs the
+# main job on the shipped default. Today that is the FLUX engine on a committed FLUX-architecture model
+# (the golden `dev` fixture: guidance embeddings, 2 double + 3 single blocks): its layout and size, one
+# forward pass checked against diffusers' float64 output, and a 4-step sample.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+swift build -c release --product mce >&2
+bin=.build/release/mce
+G=Tests/Fixtures/golden
+out=${MCE_OUT:-out/demo}
+mkdir -p "$out"
+"$bin" info --model "$G/dev"
+"$bin" forward --model "$G/dev" --inputs "$G/dev.io.safetensors" --output "$out/forward.safetensors"
+"$bin" sample --model "$G/dev_bfl.safetensors" --config "$G/dev/config.json" --inputs "$G/dev.sample.safetensors" \
+    --steps 4 --output "$out/sample.safetensors"
+"$bin" compare "$out/forward.safetensors" output "$G/dev.io.safetensors" output_float64_reference
+"$bin" compare "$out/sample.safetensors" sample "$G/dev.sample.safetensors" sample_float64_reference
+echo "outputs in $out/"
