@@ -71,12 +71,14 @@ func geluTanh<T: Scalar>(_ x: T) -> T {
     return x / (1 + T.fastExp(-2 * u))
 }
 
-/// GELU (tanh approximation) applied to `cols` columns of each row, in place (ld = row stride).
-func geluForward<T: Scalar>(_ x: UnsafeMutablePointer<T>, rows: Int, cols: Int, ld: Int) {
+/// GELU (tanh approximation) of `cols` columns per row: out[r] = GELU(x[r]) (out may alias x).
+func geluForward<T: Scalar>(
+    _ out: UnsafeMutablePointer<T>, ldo: Int, _ x: UnsafePointer<T>, ldx: Int, rows: Int, cols: Int
+) {
     Parallel.forEachChunk(rows, workPerItem: 8 * cols) { range in
         for r in range {
-            let xr = x + r * ld
-            for c in 0..<cols { xr[c] = geluTanh(xr[c]) }
+            let xr = x + r * ldx, orow = out + r * ldo
+            for c in 0..<cols { orow[c] = geluTanh(xr[c]) }
         }
     }
 }

@@ -27,34 +27,13 @@ extension FluxWeights {
     /// untrained diffusers model holds. Deterministic in `seed`.
     public static func random(config: FluxConfig, seed: UInt64) -> FluxWeights<T> {
         var rng = SplitMix64(seed: seed)
-        func lin(_ i: Int, _ o: Int) -> LinearWeights<T> {
+        return build(config: config, linear: { i, o in
             let bound = 1 / Double(i).squareRoot()
             let w = Buffer<T>(uninitialized: i * o), b = Buffer<T>(uninitialized: o)
             for k in 0..<(i * o) { w[k] = T((2 * rng.uniform() - 1) * bound) }
             for k in 0..<o { b[k] = T((2 * rng.uniform() - 1) * bound) }
             return LinearWeights(w: w, b: b, inDim: i, outDim: o)
-        }
-        let d = config.dim, m = config.mlpDim, hd = config.attentionHeadDim, P = FluxConfig.timeProjDim
-        func ones() -> Buffer<T> { Buffer(repeating: 1, count: hd) }
-        let top = TopWeights<T>(
-            xEmbedder: lin(config.inChannels, d), contextEmbedder: lin(config.jointAttentionDim, d),
-            timeLinear1: lin(P, d), timeLinear2: lin(d, d),
-            guidanceLinear1: config.guidanceEmbeds ? lin(P, d) : nil,
-            guidanceLinear2: config.guidanceEmbeds ? lin(d, d) : nil,
-            textLinear1: lin(config.pooledProjectionDim, d), textLinear2: lin(d, d),
-            normOut: lin(d, 2 * d), projOut: lin(d, config.outputChannels))
-        let doubles = (0..<config.numLayers).map { _ in
-            DoubleBlockWeights<T>(
-                norm1: lin(d, 6 * d), norm1Context: lin(d, 6 * d), qkv: lin(d, 3 * d), addQKV: lin(d, 3 * d),
-                normQ: ones(), normK: ones(), normAddedQ: ones(), normAddedK: ones(),
-                toOut: lin(d, d), toAddOut: lin(d, d), ff0: lin(d, m), ff2: lin(m, d),
-                ffContext0: lin(d, m), ffContext2: lin(m, d))
-        }
-        let singles = (0..<config.numSingleLayers).map { _ in
-            SingleBlockWeights<T>(norm: lin(d, 3 * d), linear1: lin(d, 3 * d + m), normQ: ones(), normK: ones(),
-                                  projOut: lin(d + m, d))
-        }
-        return FluxWeights(config: config, top: top, doubles: doubles, singles: singles)
+        }, norm: { Buffer(repeating: 1, count: $0) })
     }
 }
 

@@ -61,19 +61,19 @@ public final class EulerSampler<T: Scalar>: IteratorProtocol, Sequence {
 
     public func next() -> Step? {
         guard index < schedule.steps, error == nil else { return nil }
+        let i = index
         do {
             try step()
         } catch {
             self.error = error
             return nil
         }
-        let sigmas = schedule.sigmas
-        defer { index += 1 }
-        return Step(index: index, sigma: sigmas[index], nextSigma: sigmas[index + 1], latent: latent)
+        return Step(index: i, sigma: schedule.sigmas[i], nextSigma: schedule.sigmas[i + 1], latent: latent)
     }
 
-    /// Runs one step, throwing instead of storing the error.
+    /// Runs the next step (and advances), throwing instead of storing the error.
     public func step() throws {
+        guard index < schedule.steps else { throw FluxError.badInput("the sampler has already run all \(schedule.steps) steps") }
         let s = schedule.sigmas[index], sn = schedule.sigmas[index + 1]
         let v = try transformer.forward(hidden: latent.p, sigma: Array(repeating: s, count: cond.batch), cond: cond, masks: masks)
         guard v.count == latent.count else {
@@ -83,13 +83,13 @@ public final class EulerSampler<T: Scalar>: IteratorProtocol, Sequence {
         let dt = T(sn - s)
         for i in 0..<next.count { next.p[i] += dt * v.p[i] }
         latent = next
+        index += 1
     }
 
     /// Runs all remaining steps and returns the final latent.
     public func run(progress: ((Int, Int) -> Void)? = nil) throws -> Buffer<T> {
         while index < schedule.steps {
             try step()
-            index += 1
             progress?(index, schedule.steps)
         }
         return latent

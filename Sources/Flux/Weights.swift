@@ -88,3 +88,54 @@ public final class FluxWeights<T: Scalar>: @unchecked Sendable {
         return singles[i]
     }
 }
+
+extension FluxWeights {
+    /// Builds every tensor of a model with this config, in the canonical order, from two factories.
+    static func build(
+        config: FluxConfig, linear lin: (Int, Int) -> LinearWeights<T>, norm: (Int) -> Buffer<T>
+    ) -> FluxWeights<T> {
+        let d = config.dim, m = config.mlpDim, hd = config.attentionHeadDim, P = FluxConfig.timeProjDim
+        let top = TopWeights<T>(
+            xEmbedder: lin(config.inChannels, d), contextEmbedder: lin(config.jointAttentionDim, d),
+            timeLinear1: lin(P, d), timeLinear2: lin(d, d),
+            guidanceLinear1: config.guidanceEmbeds ? lin(P, d) : nil,
+            guidanceLinear2: config.guidanceEmbeds ? lin(d, d) : nil,
+            textLinear1: lin(config.pooledProjectionDim, d), textLinear2: lin(d, d),
+            normOut: lin(d, 2 * d), projOut: lin(d, config.outputChannels))
+        let doubles = (0..<config.numLayers).map { _ in
+            DoubleBlockWeights<T>(
+                norm1: lin(d, 6 * d), norm1Context: lin(d, 6 * d), qkv: lin(d, 3 * d), addQKV: lin(d, 3 * d),
+                normQ: norm(hd), normK: norm(hd), normAddedQ: norm(hd), normAddedK: norm(hd),
+                toOut: lin(d, d), toAddOut: lin(d, d), ff0: lin(d, m), ff2: lin(m, d),
+                ffContext0: lin(d, m), ffContext2: lin(m, d))
+        }
+        let singles = (0..<config.numSingleLayers).map { _ in
+            SingleBlockWeights<T>(norm: lin(d, 3 * d), linear1: lin(d, 3 * d + m), normQ: norm(hd), normK: norm(hd),
+                                  projOut: lin(d + m, d))
+        }
+        return FluxWeights(config: config, top: top, doubles: doubles, singles: singles)
+    }
+
+    /// All-zero tensors (gradient accumulators, optimiser moments).
+    public static func zeros(config: FluxConfig) -> FluxWeights<T> {
+        build(config: config, linear: { i, o in LinearWeights(w: .zeros(i * o), b: .zeros(o), inDim: i, outDim: o) },
+              norm: { Buffer<T>.zeros($0) })
+    }
+
+    /// Every buffer of a resident model, in a fixed order (for optimisers and zeroing).
+    public var allBuffers: [Buffer<T>] {
+        func lin(_ l: LinearWeights<T>) -> [Buffer<T>] { [l.w, l.b] }
+        let t = top
+        var out = lin(t.xEmbedder) + lin(t.contextEmbedder) + lin(t.timeLinear1) + lin(t.timeLinear2)
+        if let g1 = t.guidanceLinear1, let g2 = t.guidanceLinear2 { out += lin(g1) + lin(g2) }
+        out += lin(t.textLinear1) + lin(t.textLinear2) + lin(t.normOut) + lin(t.projOut)
+        for b in doubles {
+            out += [b.norm1, b.norm1Context, b.qkv, b.addQKV, b.toOut, b.toAddOut, b.ff0, b.ff2, b.ffContext0, b.ffContext2].flatMap(lin)
+            out += [b.normQ, b.normK, b.normAddedQ, b.normAddedK]
+        }
+        for b in singles { out += [b.norm, b.linear1, b.projOut].flatMap(lin) + [b.normQ, b.normK] }
+        return out
+    }
+
+    public func zero() { for b in allBuffers { b.zero() } }
+}
