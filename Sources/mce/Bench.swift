@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (random weights; JSON on stdout). Compare with scripts/bench_reference.py run in the same session.",
-        subcommands: [BenchForward.self])
+        subcommands: [BenchForward.self, BenchEraseStep.self])
 }
 
 enum BenchConfig: String, ExpressibleByArgument, CaseIterable {
@@ -69,6 +69,75 @@ struct BenchForward: ParsableCommand {
             "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": times.count,
             "blas_core": KernelSelection.coreName,
         ])
+    }
+}
+
+struct BenchEraseStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "erase-step",
+        abstract: "One optimisation iteration of the masking objective: N steps forward, checkpointed backward to the mask logits, AdamW.")
+
+    @Option(help: "small or medium (issue 2's benchmark configs).")
+    var config: BenchConfig = .small
+
+    @Option(help: "Sampling steps N.")
+    var steps: Int = 4
+
+    @Option(help: "Timed iterations (the median is reported).")
+    var repeats: Int = 5
+
+    func validate() throws {
+        if steps < 1 { throw ValidationError("--steps must be ≥ 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let cfg = config.config
+            let model = FluxTransformer(weights: FluxWeights<Float>.random(config: cfg, seed: 0))
+            let lt = BenchConfig.textTokens, g = config.grid, li = g * g
+            var rng = SplitMix64(seed: 1)
+            func randn(_ n: Int) -> Buffer<Float> { Buffer((0..<n).map { _ in Float(rng.normal()) }) }
+            let cond = try FluxConditioning<Float>(
+                config: cfg, batch: 1, encoderHiddenStates: randn(lt * cfg.jointAttentionDim),
+                pooledProjections: randn(cfg.pooledProjectionDim), guidance: nil,
+                txtIds: Packing.textIds(count: lt), imgIds: Packing.imageIds(gridHeight: g, gridWidth: g))
+            let xT = randn(li * cfg.inChannels), target = randn(li * cfg.inChannels)
+            // The original authors' default sites: ff, ff_context, norm1_context of every double block.
+            let sites = (0..<cfg.numLayers).flatMap { i in
+                [MaskSite(.ff, block: i), MaskSite(.ffContext, block: i), MaskSite(.norm1Context, block: i)]
+            }
+            let logits = sites.map { Buffer<Float>(repeating: 3, count: $0.width(cfg)) }
+            let optimizer = AdamW<Float>(lr: 0.5)
+            let schedule = try FlowMatchSchedule(steps: steps, shift: .none)
+            func iteration() throws {
+                var masks = MaskSet<Float>()
+                for (s, l) in zip(sites, logits) { masks[s] = Buffer(l.array.map { 1 / (1 + Foundation.exp(-$0)) }) }
+                let sampler = CheckpointedSampler(transformer: model, cond: cond, schedule: schedule, masks: masks)
+                let r = try sampler.gradient(start: xT, maskGradients: sites,
+                                             objective: CheckpointedSampler<Float>.meanSquaredError(target: target))
+                let grads = zip(sites, logits).map { s, l -> Buffer<Float> in
+                    let dm = r.grads.masks[s]!, m = masks[s]!
+                    return Buffer((0..<l.count).map { dm[$0] * m[$0] * (1 - m[$0]) })
+                }
+                optimizer.update(logits, grads)
+            }
+            try iteration()
+            var times: [Double] = []
+            for _ in 0..<max(1, repeats) {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try iteration()
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+            }
+            let median = times.sorted()[times.count / 2]
+            // Counted as the PyTorch reference counts it: N forward steps + N replays + their backward = 3N forwards.
+            let flops = 3 * Double(steps) * cfg.forwardFLOPs(textTokens: lt, imageTokens: li)
+            printJSON([
+                "impl": "mce (Swift, \(blasName))", "bench": "erase-step", "config": config.rawValue, "steps": steps,
+                "median_s": median, "min_s": times.min()!, "gflops": flops / median / 1e9,
+                "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": times.count,
+                "blas_core": KernelSelection.coreName, "masked_units": logits.reduce(0) { $0 + $1.count },
+            ])
+        }
     }
 }
 
