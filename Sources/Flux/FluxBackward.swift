@@ -18,6 +18,22 @@ extension FluxTransformer {
         return out
     }
 
+    /// One training-style evaluation: the taped forward pass, the objective on its output v (value and dv),
+    /// then the backward pass accumulating into `grads`. Returns the objective's value.
+    public func valueAndGradient(
+        hidden: UnsafePointer<T>, sigma: [Double], cond: FluxConditioning<T>, masks: MaskSet<T> = MaskSet(),
+        grads: FluxGradients<T>, objective: (Buffer<T>) throws -> (loss: Double, dOut: Buffer<T>)
+    ) throws -> Double {
+        let tape = FluxTape<T>()
+        let cfg = config, B = cond.batch, Li = cond.imageTokens
+        tape.hidden = Buffer(Array(UnsafeBufferPointer(start: hidden, count: B * Li * cfg.inChannels)))
+        let out = try forward(hidden: hidden, sigma: sigma, cond: cond, masks: masks, tape: tape)
+        let (loss, dOut) = try objective(out)
+        guard dOut.count == out.count else { throw FluxError.badShape("objective gradient has \(dOut.count) values, output \(out.count)") }
+        try backward(tape: tape, cond: cond, masks: masks, dOut: dOut.p, grads: grads)
+        return loss
+    }
+
     func backward(tape: FluxTape<T>, cond: FluxConditioning<T>, masks: MaskSet<T>, dOut: UnsafePointer<T>, grads: FluxGradients<T>) throws {
         let cfg = config, top = weights.top, pg = grads.weights?.top
         let B = cond.batch, Lt = cond.textTokens, Li = cond.imageTokens, S = Lt + Li, d = cfg.dim

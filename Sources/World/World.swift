@@ -1,1 +1,0 @@
-// Placeholder: datasets, scenes and PNG output land here (issue 4).
