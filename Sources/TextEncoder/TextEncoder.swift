@@ -1,1 +1,0 @@
-// Placeholder: the MiniLM text encoder lands here (issue 4).
