@@ -45,10 +45,15 @@ let package = Package(
             name: "World",
             dependencies: ["BLAS", "SafeTensors", "CPNG"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // The committed base model: prompts to conditioning, training from scratch, generation.
+        .target(
+            name: "BaseModel",
+            dependencies: ["Flux", "TextEncoder", "World"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .executableTarget(
             name: "mce",
             dependencies: [
-                "Flux", "SafeTensors", "TextEncoder", "World",
+                "Flux", "SafeTensors", "TextEncoder", "World", "BaseModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),

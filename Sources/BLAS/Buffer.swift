@@ -4,13 +4,14 @@ public final class Buffer<T>: @unchecked Sendable {
     public let p: UnsafeMutablePointer<T>
     public let count: Int
 
+
     /// Uninitialised storage for `count` elements (only for trivial types such as Float/Double).
-    public init(uninitialized count: Int) {
+    @inlinable public init(uninitialized count: Int) {
         self.count = count
         p = UnsafeMutablePointer<T>.allocate(capacity: max(count, 1))
     }
 
-    public init(repeating v: T, count: Int) {
+    @inlinable public init(repeating v: T, count: Int) {
         self.count = count
         p = UnsafeMutablePointer<T>.allocate(capacity: max(count, 1))
         p.initialize(repeating: v, count: count)
@@ -26,7 +27,7 @@ public final class Buffer<T>: @unchecked Sendable {
 
     deinit { p.deallocate() }
 
-    public var array: [T] { Array(UnsafeBufferPointer(start: p, count: count)) }
+    @inlinable public var array: [T] { Array(UnsafeBufferPointer(start: p, count: count)) }
 
     public var buffer: UnsafeMutableBufferPointer<T> { UnsafeMutableBufferPointer(start: p, count: count) }
 
@@ -37,11 +38,11 @@ public final class Buffer<T>: @unchecked Sendable {
 }
 
 extension Buffer where T: Numeric {
-    public static func zeros(_ count: Int) -> Buffer<T> { Buffer(repeating: 0, count: count) }
+    @inlinable public static func zeros(_ count: Int) -> Buffer<T> { Buffer(repeating: 0, count: count) }
 
-    public func zero() { p.update(repeating: 0, count: count) }
+    @inlinable public func zero() { p.update(repeating: 0, count: count) }
 
-    public func copy() -> Buffer<T> {
+    @inlinable public func copy() -> Buffer<T> {
         let b = Buffer<T>(uninitialized: count)
         b.p.initialize(from: p, count: count)
         return b

@@ -15,6 +15,8 @@ public final class AdamW<T: Scalar> {
     }
 
     /// One update of `params` with gradients `grads` (same shapes, same order on every call).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func update(_ params: [Buffer<T>], _ grads: [Buffer<T>]) {
         precondition(params.count == grads.count)
         if m.isEmpty {

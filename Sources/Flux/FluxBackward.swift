@@ -20,6 +20,8 @@ extension FluxTransformer {
 
     /// One training-style evaluation: the taped forward pass, the objective on its output v (value and dv),
     /// then the backward pass accumulating into `grads`. Returns the objective's value.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func valueAndGradient(
         hidden: UnsafePointer<T>, sigma: [Double], cond: FluxConditioning<T>, masks: MaskSet<T> = MaskSet(),
         grads: FluxGradients<T>, objective: (Buffer<T>) throws -> (loss: Double, dOut: Buffer<T>)
@@ -35,6 +37,7 @@ extension FluxTransformer {
     }
 
     func backward(tape: FluxTape<T>, cond: FluxConditioning<T>, masks: MaskSet<T>, dOut: UnsafePointer<T>, grads: FluxGradients<T>) throws {
+        try grads.check(config: config, cond: cond)
         let cfg = config, top = weights.top, pg = grads.weights?.top
         let B = cond.batch, Lt = cond.textTokens, Li = cond.imageTokens, S = Lt + Li, d = cfg.dim
         // Output head.

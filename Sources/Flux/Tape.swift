@@ -58,12 +58,30 @@ public final class FluxGradients<T: Scalar>: @unchecked Sendable {
     public var masks: [MaskSite: Buffer<T>]      // d objective / d mask value, per site
     public let weights: FluxWeights<T>?          // same layout as the model's weights
 
-    public init(config: FluxConfig, batch: Int, textTokens: Int, imageTokens: Int, maskSites: [MaskSite], weights: Bool = false) {
+    public convenience init(config: FluxConfig, batch: Int, textTokens: Int, imageTokens: Int, maskSites: [MaskSite], weights: Bool = false) {
+        self.init(config: config, batch: batch, textTokens: textTokens, imageTokens: imageTokens, maskSites: maskSites,
+                  weightGradients: weights ? FluxWeights<T>.zeros(config: config) : nil)
+    }
+
+    /// With an existing weight-gradient accumulator (a training loop reuses one across batches whose
+    /// text lengths differ).
+    public init(config: FluxConfig, batch: Int, textTokens: Int, imageTokens: Int, maskSites: [MaskSite],
+                weightGradients: FluxWeights<T>?) {
         hidden = .zeros(batch * imageTokens * config.inChannels)
         encoderHiddenStates = .zeros(batch * textTokens * config.jointAttentionDim)
         pooledProjections = .zeros(batch * config.pooledProjectionDim)
         masks = Dictionary(uniqueKeysWithValues: maskSites.map { ($0, Buffer<T>.zeros($0.width(config))) })
-        self.weights = weights ? FluxWeights<T>.zeros(config: config) : nil
+        weights = weightGradients
+    }
+
+    /// Checks that the input-gradient buffers fit a call with this conditioning.
+    func check(config: FluxConfig, cond: FluxConditioning<T>) throws {
+        let B = cond.batch
+        guard hidden.count == B * cond.imageTokens * config.inChannels,
+              encoderHiddenStates.count == B * cond.textTokens * config.jointAttentionDim,
+              pooledProjections.count == B * config.pooledProjectionDim else {
+            throw FluxError.badShape("gradient buffers were made for another batch or sequence length than this call's (\(B) × \(cond.textTokens) text + \(cond.imageTokens) image tokens)")
+        }
     }
 
     public func zero() {

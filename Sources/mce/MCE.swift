@@ -16,7 +16,7 @@ struct MCE: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mce",
         abstract: "Minimalist concept erasure for FLUX-architecture text-to-image transformers.",
-        subcommands: [Forward.self, Sample.self, Gradient.self, Info.self, Compare.self, Bench.self])
+        subcommands: [Forward.self, Sample.self, Gradient.self, Generate.self, TrainBase.self, Info.self, Compare.self, Bench.self])
 }
 
 enum Precision: String, ExpressibleByArgument, CaseIterable {

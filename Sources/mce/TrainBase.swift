@@ -1,0 +1,111 @@
+import ArgumentParser
+import BaseModel
+import BLAS
+import Flux
+import Foundation
+import World
+
+struct TrainBase: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-base",
+        abstract: "Trains the base text-to-image model from scratch on the world's training scenes (rectified flow).",
+        discussion: "Checkpoints go to OUT/checkpoint.safetensors every --checkpoint-every steps; --resume continues from it. At the end the EMA weights are written as a diffusers model folder OUT/model.")
+
+    @Option(help: "Output folder.") var out: String = "out/train-base"
+    @Flag(help: "Continue from OUT/checkpoint.safetensors.") var resume = false
+    @Option(help: "Optimisation steps.") var steps: Int = 20_000
+    @Option(help: "Batch size.") var batch: Int = 64
+    @Option(help: "Peak learning rate (AdamW; linear warm-up, cosine decay).") var lr: Double = 3e-4
+    @Option(help: "Warm-up steps.") var warmup: Int = 500
+    @Option(help: "Model width (multiple of 64).") var width: Int = 256
+    @Option(help: "Double-stream blocks.") var doubleBlocks: Int = 2
+    @Option(help: "Single-stream blocks.") var singleBlocks: Int = 4
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Steps between checkpoints.") var checkpointEvery: Int = 500
+    @Option(help: "Stop after this many steps of this invocation (the run can be resumed).") var maxSteps: Int?
+
+    func validate() throws {
+        if steps < 1 || batch < 1 { throw ValidationError("--steps and --batch must be ≥ 1") }
+        if !(lr > 0) { throw ValidationError("--lr must be > 0") }
+        if width < 64 || width % 64 != 0 { throw ValidationError("--width must be a positive multiple of 64") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            var o = TrainingOptions()
+            o.steps = steps; o.batch = batch; o.lr = lr; o.warmup = warmup; o.width = width
+            o.doubleBlocks = doubleBlocks; o.singleBlocks = singleBlocks; o.seed = seed
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let encoder = try PromptEncoder()
+            let scenes = try SceneSampler.load(split: .train, seed: seed)
+            let trainer = try Trainer(options: o, encoder: encoder, scenes: scenes)
+            let ckpt = (out as NSString).appendingPathComponent("checkpoint.safetensors")
+            if resume {
+                guard FileManager.default.fileExists(atPath: ckpt) else { throw CLIError("--resume: no checkpoint at \(ckpt)") }
+                try trainer.loadCheckpoint(from: ckpt)
+                log("resumed at step \(trainer.step)")
+            }
+            log("model: \(o.config.parameterCount) parameters, \(o.doubleBlocks) double + \(o.singleBlocks) single blocks, width \(o.width)")
+            let progress = Progress(total: steps, label: "train-base")
+            let first = trainer.step
+            let stop = min(steps, first + (maxSteps ?? steps))
+            var smooth = 0.0
+            let t0 = Date()
+            while trainer.step < stop {
+                let loss = try trainer.trainStep()
+                smooth = trainer.step == first + 1 ? loss : 0.98 * smooth + 0.02 * loss
+                let rate = Double((trainer.step - first) * batch) / Date().timeIntervalSince(t0)
+                progress.update(trainer.step, extra: String(format: "loss %.4f  %.0f samples/s", smooth, rate))
+                if trainer.step % checkpointEvery == 0 || trainer.step == stop {
+                    try trainer.saveCheckpoint(to: ckpt)
+                }
+            }
+            let modelDir = (out as NSString).appendingPathComponent("model")
+            try trainer.ema.writeDiffusersFolder(modelDir, metadata: [
+                "note": "mce train-base EMA weights", "step": "\(trainer.step)",
+                "options": String(decoding: try JSONEncoder().encode(o), as: UTF8.self),
+            ])
+            log("EMA weights at step \(trainer.step) written to \(modelDir)")
+        }
+    }
+}
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generates 32×32 scenes for prompts with the base model; writes PNGs and a labelled grid.")
+
+    @Option(name: .long, help: "Prompt (repeatable).") var prompt: [String] = []
+    @Option(help: "Model folder (default: the committed base model).") var model: String = BaseModelSpec.defaultModelPath
+    @Option(help: "Images per prompt.") var count: Int = 4
+    @Option(help: "First seed; image k of a prompt uses seed + k.") var seed: UInt64 = 0
+    @Option(help: "Euler steps.") var steps: Int = 20
+    @Option(help: "Classifier-free guidance scale (1 = off).") var guidance: Double = 1
+    @Option(help: "Output folder.") var out: String = "out/generate"
+
+    func validate() throws {
+        if prompt.isEmpty { throw ValidationError("give at least one --prompt") }
+        if count < 1 || steps < 1 { throw ValidationError("--count and --steps must be ≥ 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let loader = try FluxWeightLoader(path: model)
+            let transformer = FluxTransformer(weights: try loader.load(as: Float.self))
+            let gen = Generator(model: transformer, encoder: try PromptEncoder(), steps: steps, guidanceScale: guidance)
+            for p in prompt {
+                _ = try gen.encoder.encode(p)   // refuse unknown words / empty / too long before any work
+            }
+            let prompts = prompt.flatMap { Array(repeating: $0, count: count) }
+            let seeds = prompt.indices.flatMap { _ in (0..<count).map { seed + UInt64($0) } }
+            let progress = Progress(total: prompts.count * steps, label: "generate")
+            let images = try gen.images(prompts: prompts, seeds: seeds) { done, _ in progress.update(done) }
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            for (i, img) in images.enumerated() {
+                try PNG.write(img.upscaled(by: 4), to: (out as NSString).appendingPathComponent(String(format: "%03d.png", i)))
+            }
+            let grid = (out as NSString).appendingPathComponent("grid.png")
+            try ImageGrid(columns: count, scale: 3, gap: 2, labelLines: 2).write(images, labels: prompts, to: grid)
+            print("\(images.count) images and \(grid) written")
+        }
+    }
+}
