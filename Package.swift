@@ -61,6 +61,7 @@ let package = Package(
         // Runs the built `mce` binary end to end on the fixtures (depends on it so it is built first).
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "SafeTensors"]),
         .testTarget(name: "WorldTests", dependencies: ["World"]),
+        .testTarget(name: "BaseModelTests", dependencies: ["BaseModel", "Flux", "World", "TextEncoder"]),
         .testTarget(name: "CLITests", dependencies: ["mce", "SafeTensors"]),
     ],
     // Kernels hand raw buffer pointers to worker threads by design; Swift 6's strict checking of that
