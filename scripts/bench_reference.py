@@ -1,18 +1,29 @@
-"""PyTorch reference numbers for `mce bench forward`.
+"""PyTorch reference numbers for `mce bench forward` and `mce bench erase-step`.
 
     python scripts/bench_reference.py forward --config small|medium [--repeats 20] [--threads N]
+    python scripts/bench_reference.py erase-step --config small|medium --steps N [--repeats 5] [--threads N]
 
-Builds diffusers' FluxTransformer2DModel with random weights (fp32, eval, no_grad, batch 1, 16 text
-tokens), runs 3 warm-up forwards, times `repeats` forwards and prints one JSON line:
+Builds diffusers' FluxTransformer2DModel with random weights (fp32, eval, batch 1, 16 text tokens).
+
+`forward` runs 3 warm-up forwards (no_grad), times `repeats` forwards and prints one JSON line:
 {"impl", "config", "median_s", "gflops", "gflop_per_forward", "peak_rss_mib", "threads", ...}.
 The FLOP count is the same formula the Swift benchmark uses (see `forward_flops`); the script also
 checks it against a count taken from hooks on every Linear actually called.
+
+`erase-step` times one optimisation iteration of the concept-erasure objective (see `erase_iteration`):
+masks m = sigmoid(logits) on `ff`, `ff_context` and `norm1_context` of every double block, an N-step
+Euler sample without grad, a step-wise checkpointed backward of mean((x_0 - target)^2) to the logits
+and one AdamW step. It warms up 1 iteration, times `repeats` and prints one JSON line with
+"bench": "erase-step"; FLOPs are counted as 3*N forwards (N forward steps, N replays, their backward
+as one forward each), as the Swift side does. It then checks, in float64 on the small config, that the
+checkpointed gradients equal a plain full backprop through a 2-step sampler.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import statistics
@@ -149,6 +160,151 @@ def bench_forward(name: str, repeats: int) -> dict:
     }
 
 
+# ----------------------------------------------------------------------------------------------
+# erase-step
+
+ERASE_SITES = ("ff", "ff_context", "norm1_context")
+LOGIT_INIT = 3.0
+
+
+def install_masks(model) -> tuple[dict, list[str]]:
+    """Forward hooks multiplying the outputs of ff.net[0] / ff_context.net[0] (after GELU) and
+    norm1_context.linear of every double block by masks[site]; fill `masks` before each forward."""
+    masks: dict = {}
+    sites = []
+    for i, b in enumerate(model.transformer_blocks):
+        for leaf, mod in zip(ERASE_SITES, (b.ff.net[0], b.ff_context.net[0], b.norm1_context.linear)):
+            site = f"transformer_blocks.{i}.{leaf}"
+            mod.register_forward_hook(lambda m, a, out, site=site: out * masks[site])
+            sites.append(site)
+    return masks, sites
+
+
+def mask_widths(model, sites) -> list[int]:
+    dim = model.inner_dim
+    return [6 * dim if s.endswith("norm1_context") else 4 * dim for s in sites]
+
+
+def euler_sigmas(steps: int, dtype) -> torch.Tensor:
+    """linspace(1, 1/N, N) + [0], no time shift (the bench configs have no guidance, like schnell)."""
+    return torch.cat([torch.linspace(1.0, 1.0 / steps, steps, dtype=torch.float64),
+                      torch.zeros(1, dtype=torch.float64)]).to(dtype)
+
+
+def checkpointed_grads(model, masks, sites, logits, cond, x_t, target, sigmas):
+    """Loss and d loss / d logits with step-wise checkpointing: only one step's graph is alive."""
+    n = len(sigmas) - 1
+    with torch.no_grad():
+        masks.update(zip(sites, map(torch.sigmoid, logits)))
+        xs = [x_t]
+        for i in range(n):
+            v = model(hidden_states=xs[-1], timestep=sigmas[i:i + 1], **cond, return_dict=False)[0]
+            xs.append(xs[-1] + (sigmas[i + 1] - sigmas[i]) * v)
+
+    x0 = xs[-1].requires_grad_()
+    loss = ((x0 - target) ** 2).mean()
+    (g,) = torch.autograd.grad(loss, x0)
+    acc = [torch.zeros_like(l) for l in logits]
+    for i in reversed(range(n)):
+        xi = xs[i].detach().requires_grad_()
+        masks.update(zip(sites, map(torch.sigmoid, logits)))  # in the graph this time
+        v = model(hidden_states=xi, timestep=sigmas[i:i + 1], **cond, return_dict=False)[0]
+        x_next = xi + (sigmas[i + 1] - sigmas[i]) * v
+        g, *gl = torch.autograd.grad(x_next, [xi] + logits, grad_outputs=g)
+        for a, d in zip(acc, gl):
+            a += d
+        xs[i + 1] = None  # the stored latents are no longer needed
+    return loss.detach(), acc
+
+
+def erase_iteration(model, masks, sites, logits, opt, cond, x_t, target, sigmas) -> float:
+    loss, grads = checkpointed_grads(model, masks, sites, logits, cond, x_t, target, sigmas)
+    for l, gr in zip(logits, grads):
+        l.grad = gr
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return float(loss)
+
+
+def erase_setup(name: str, steps: int, dtype):
+    spec = CONFIGS[name]
+    cfg = spec["model"]
+    torch.manual_seed(0)
+    model = FluxTransformer2DModel(**cfg).eval().requires_grad_(False).to(dtype)
+    inputs = make_inputs(cfg, spec["grid"])
+    x_t = inputs["hidden_states"].to(dtype)
+    cond = {k: (v.to(dtype) if k in ("encoder_hidden_states", "pooled_projections") else v)
+            for k, v in inputs.items() if k not in ("hidden_states", "timestep", "return_dict")}
+    target = 0.5 * torch.randn(x_t.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    masks, sites = install_masks(model)
+    return model, masks, sites, cond, x_t, target, euler_sigmas(steps, dtype)
+
+
+def check_replay_equals_full_backprop(steps: int = 2) -> float:
+    """float64, small config: the checkpointed logit gradients vs backprop through the whole sampler."""
+    model, masks, sites, cond, x_t, target, sigmas = erase_setup("small", steps, torch.float64)
+    g = torch.Generator().manual_seed(2)
+    # Distinct random logits per site, so a mix-up between same-shaped sites (ff / ff_context) shows.
+    logits = [(LOGIT_INIT + torch.randn(w, generator=g, dtype=torch.float64)).requires_grad_()
+              for w in mask_widths(model, sites)]
+    loss_c, grads_c = checkpointed_grads(model, masks, sites, logits, cond, x_t, target, sigmas)
+
+    masks.update(zip(sites, map(torch.sigmoid, logits)))
+    x = x_t
+    for i in range(steps):
+        x = x + (sigmas[i + 1] - sigmas[i]) * model(hidden_states=x, timestep=sigmas[i:i + 1], **cond,
+                                                    return_dict=False)[0]
+    loss_f = ((x - target) ** 2).mean()
+    grads_f = torch.autograd.grad(loss_f, logits)
+
+    loss_f = float(loss_f.detach())
+    assert abs(float(loss_c) - loss_f) <= 1e-14 * loss_f, (float(loss_c), loss_f)
+    scale = max(float(gf.abs().max()) for gf in grads_f)
+    assert scale > 0
+    diff = max(float((gc - gf).abs().max()) for gc, gf in zip(grads_c, grads_f)) / scale
+    assert diff < 1e-12, f"checkpointed vs full backprop logit gradients: max rel diff {diff:.3e}"
+    return diff
+
+
+def bench_erase_step(name: str, steps: int, repeats: int, lr: float = 0.5) -> dict:
+    spec = CONFIGS[name]
+    model, masks, sites, cond, x_t, target, sigmas = erase_setup(name, steps, torch.float32)
+    logits = [torch.full((w,), LOGIT_INIT, requires_grad=True) for w in mask_widths(model, sites)]
+    opt = torch.optim.AdamW(logits, lr=lr, weight_decay=0.01)
+    flops = 3 * steps * forward_flops(spec["model"], spec["grid"] ** 2, TEXT_TOKENS)
+
+    args = (model, masks, sites, logits, opt, cond, x_t, target, sigmas)
+    losses = [erase_iteration(*args)]  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        losses.append(erase_iteration(*args))
+        times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the float64 check below
+    assert all(map(math.isfinite, losses)) and losses[-1] < losses[0], f"loss did not decrease: {losses}"
+    check = check_replay_equals_full_backprop()
+    return {
+        "impl": f"diffusers+torch {torch.__version__}",
+        "bench": "erase-step",
+        "config": name,
+        "steps": steps,
+        "median_s": round(median, 6),
+        "gflops": round(flops / median / 1e9, 3),
+        "gflop_per_iteration": round(flops / 1e9, 6),
+        "peak_rss_mib": round(rss, 1),
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "mask_entries": sum(l.numel() for l in logits),
+        "image_tokens": spec["grid"] ** 2,
+        "text_tokens": TEXT_TOKENS,
+        "loss_first": round(losses[0], 6),
+        "loss_last": round(losses[-1], 6),
+        "replay_vs_full_backprop_max_rel": float(f"{check:.3g}"),
+        "diffusers": diffusers.__version__,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="PyTorch reference benchmark for `mce bench`.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -156,10 +312,19 @@ def main() -> int:
     fw.add_argument("--config", choices=sorted(CONFIGS), required=True)
     fw.add_argument("--repeats", type=int, default=20)
     fw.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    er = sub.add_parser("erase-step", help="time one concept-erasure optimisation iteration")
+    er.add_argument("--config", choices=sorted(CONFIGS), required=True)
+    er.add_argument("--steps", type=int, required=True, help="Euler steps N")
+    er.add_argument("--repeats", type=int, default=5)
+    er.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    print(json.dumps(bench_forward(a.config, a.repeats)))
+    if a.command == "forward":
+        print(json.dumps(bench_forward(a.config, a.repeats)))
+    else:
+        assert a.steps >= 1 and a.repeats >= 1
+        print(json.dumps(bench_erase_step(a.config, a.steps, a.repeats)))
     return 0
 
 
