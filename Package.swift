@@ -45,6 +45,11 @@ let package = Package(
             name: "World",
             dependencies: ["BLAS", "SafeTensors", "CPNG"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // The concept detector: a small CNN (object class, object colour, background colour) on scenes.
+        .target(
+            name: "Detector",
+            dependencies: ["BLAS", "SafeTensors", "World"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         // The committed base model: prompts to conditioning, training from scratch, generation.
         .target(
             name: "BaseModel",
@@ -53,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "mce",
             dependencies: [
-                "Flux", "SafeTensors", "TextEncoder", "World", "BaseModel",
+                "Flux", "SafeTensors", "TextEncoder", "World", "BaseModel", "Detector",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
@@ -61,6 +66,7 @@ let package = Package(
         // Runs the built `mce` binary end to end on the fixtures (depends on it so it is built first).
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "SafeTensors"]),
         .testTarget(name: "WorldTests", dependencies: ["World"]),
+        .testTarget(name: "DetectorTests", dependencies: ["Detector", "World", "BLAS"]),
         .testTarget(name: "BaseModelTests", dependencies: ["BaseModel", "Flux", "World", "TextEncoder"]),
         .testTarget(name: "CLITests", dependencies: ["mce", "SafeTensors"]),
     ],

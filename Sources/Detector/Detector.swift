@@ -1,0 +1,1 @@
+// Placeholder: the concept detector lands here (issue 4).
