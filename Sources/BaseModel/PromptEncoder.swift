@@ -24,20 +24,29 @@ public final class PromptEncoder: @unchecked Sendable {
     }
 
     public func encode(_ prompt: String, allowUnknown: Bool = false) throws -> TextEncoding {
+        try encode([prompt], allowUnknown: allowUnknown)[0]
+    }
+
+    /// Encodes prompts, the ones not in the cache in one batched MiniLM call.
+    public func encode(_ prompts: [String], allowUnknown: Bool = false) throws -> [TextEncoding] {
         lock.lock()
-        if let e = cache[prompt] { lock.unlock(); return e }
+        let missing = Array(Set(prompts.filter { cache[$0] == nil })).sorted()
         lock.unlock()
-        let e: TextEncoding
-        if prompt.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-            let t = miniLM.tokenizer
-            e = try miniLM.encode(tokenIds: [t.clsId, t.sepId])
-        } else {
-            e = try miniLM.encode(prompt, allowUnknown: allowUnknown)
+        if !missing.isEmpty {
+            let ids = try missing.map { p -> [Int] in
+                if p.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                    return [miniLM.tokenizer.clsId, miniLM.tokenizer.sepId]
+                }
+                return try miniLM.tokenIds(p, allowUnknown: allowUnknown)
+            }
+            let encs = try miniLM.encode(batch: ids)
+            lock.lock()
+            for (p, e) in zip(missing, encs) { cache[p] = e }
+            lock.unlock()
         }
         lock.lock()
-        cache[prompt] = e
-        lock.unlock()
-        return e
+        defer { lock.unlock() }
+        return prompts.map { cache[$0]! }
     }
 
     /// Conditioning for a batch of prompts (one per sample). Text sequences are zero-padded to the longest

@@ -70,9 +70,19 @@ public final class Trainer {
     }
 
     /// One optimisation step on the next batch; returns the batch loss.
+    /// Seconds spent per phase (data, text, model, optimiser) since the start, for `--profile`.
+    public private(set) var phaseSeconds: [String: Double] = [:]
+    private var phaseStart = DispatchTime.now().uptimeNanoseconds
+    private func phase(_ name: String) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        phaseSeconds[name, default: 0] += Double(now - phaseStart) * 1e-9
+        phaseStart = now
+    }
+
     public func trainStep() throws -> Double {
+        phaseStart = DispatchTime.now().uptimeNanoseconds
         let o = options, B = o.batch, per = BaseModelSpec.tokens * BaseModelSpec.features
-        var encs: [TextEncoding] = []
+        var captions: [String] = []
         let x0 = Buffer<Float>(uninitialized: B * per), noise = Buffer<Float>(uninitialized: B * per)
         var sigmas: [Double] = []
         for k in 0..<B {
@@ -80,7 +90,7 @@ public final class Trainer {
             let scene = scenes.scene(index)
             var rng = SplitMix64(seed: o.seed &* 0x9E37_79B9 ^ UInt64(index) &* 0xD6E8_FEB8_6659_FD93)
             let drop = rng.uniform() < o.captionDropout
-            encs.append(drop ? try encoder.encodeNull() : try encoder.encode(scene.caption.text, allowUnknown: true))
+            captions.append(drop ? "" : scene.caption.text)
             SceneLatent.tokens(from: scene.image).withUnsafeBufferPointer { (x0.p + k * per).update(from: $0.baseAddress!, count: per) }
             for j in 0..<per { noise[k * per + j] = Float(rng.normal()) }
             sigmas.append(1 / (1 + Foundation.exp(-rng.normal())))   // logit-normal(0, 1)
@@ -93,6 +103,9 @@ public final class Trainer {
                 target[j] = noise[j] - x0[j]
             }
         }
+        phase("data")
+        let encs = try encoder.encode(captions, allowUnknown: true)
+        phase("text")
         let cond = try encoder.conditioning(encs, config: model.config, imageIds: BaseModelSpec.imageIds)
         weightGrads.zero()
         let grads = FluxGradients(config: model.config, batch: B, textTokens: cond.textTokens, imageTokens: cond.imageTokens,
@@ -108,22 +121,26 @@ public final class Trainer {
             }
             return (s / Double(v.count), d)
         }
+        phase("model")
         guard loss.isFinite else { throw FluxError.badInput("training diverged at step \(step): loss is \(loss)") }
         let params = model.weights.allBuffers, g = weightGrads.allBuffers
         // Global-norm clipping.
         var sq = 0.0
-        for b in g { for j in 0..<b.count { sq += Double(b[j]) * Double(b[j]) } }
+        for b in g { sq += sumOfSquares(b) }
         let norm = sq.squareRoot()
         if norm > o.gradClip {
             let c = Float(o.gradClip / norm)
-            for b in g { for j in 0..<b.count { b[j] *= c } }
+            for b in g {
+                Parallel.forEachChunk(b.count) { r in for j in r { b[j] *= c } }
+            }
         }
         optimizer.lr = o.lr(at: step)
         optimizer.update(params, g)
         let decay = Float(min(o.emaDecay, Double(1 + step) / Double(10 + step)))
         for (e, p) in zip(ema.allBuffers, params) {
-            for j in 0..<p.count { e[j] = decay * e[j] + (1 - decay) * p[j] }
+            Parallel.forEachChunk(p.count, workPerItem: 3) { r in for j in r { e[j] = decay * e[j] + (1 - decay) * p[j] } }
         }
+        phase("optimiser")
         step += 1
         return loss
     }
@@ -166,4 +183,25 @@ public final class Trainer {
         }
         step = Int(f.metadata["step"] ?? "0") ?? 0
     }
+}
+
+/// Σ x² in Double, over worker chunks (each chunk sums in Float with four partial sums first).
+func sumOfSquares(_ b: Buffer<Float>) -> Double {
+    let chunks = max(1, min(Parallel.workerCount, b.count / 65_536))
+    var partial = [Double](repeating: 0, count: chunks)
+    partial.withUnsafeMutableBufferPointer { out in
+        Parallel.run(chunks) { c in
+            let lo = b.count * c / chunks, hi = b.count * (c + 1) / chunks
+            var s = 0.0
+            var i = lo
+            while i < hi {
+                let end = min(hi, i + 4096)
+                var a: Float = 0
+                while i < end { a += b[i] * b[i]; i += 1 }
+                s += Double(a)
+            }
+            out[c] = s
+        }
+    }
+    return partial.reduce(0, +)
 }

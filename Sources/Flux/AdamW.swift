@@ -30,12 +30,14 @@ public final class AdamW<T: Scalar> {
         for (k, p) in params.enumerated() {
             let g = grads[k], mk = m[k], vk = v[k]
             precondition(g.count == p.count)
-            for i in 0..<p.count {
-                let gi = g[i]
-                mk[i] = b1 * mk[i] + (1 - b1) * gi
-                vk[i] = b2 * vk[i] + (1 - b2) * gi * gi
-                let mh = mk[i] * ic1, vh = vk[i] * ic2
-                p[i] -= lrT * (mh / (vh.squareRoot() + e) + wd * p[i])
+            Parallel.forEachChunk(p.count, workPerItem: 12) { range in
+                for i in range {
+                    let gi = g[i]
+                    mk[i] = b1 * mk[i] + (1 - b1) * gi
+                    vk[i] = b2 * vk[i] + (1 - b2) * gi * gi
+                    let mh = mk[i] * ic1, vh = vk[i] * ic2
+                    p[i] -= lrT * (mh / (vh.squareRoot() + e) + wd * p[i])
+                }
             }
         }
     }

@@ -19,9 +19,12 @@ func linearBackward<T: Scalar>(
         Gemm.run(transA: true, m: outDim, n: inDim, k: rows, a: dy, lda: ldy, b: x, ldb: ldxIn ?? inDim, beta: 1, c: dW, ldc: inDim)
     }
     if let db {
-        for r in 0..<rows {
-            let g = dy + r * ldy
-            for o in 0..<outDim { db[o] += g[o] }
+        // Columns split over workers; each sums its columns over all rows.
+        Parallel.forEachChunk(outDim, workPerItem: rows) { cols in
+            for r in 0..<rows {
+                let g = dy + r * ldy
+                for o in cols { db[o] += g[o] }
+            }
         }
     }
 }

@@ -187,6 +187,11 @@ public final class MiniLM: @unchecked Sendable {
     /// `promptTooLong` beyond `tokenizer.maxLength` tokens (256), and, unless `allowUnknown`,
     /// `unknownWords` when WordPiece would have to encode a word as [UNK].
     public func encode(_ prompt: String, allowUnknown: Bool = false) throws -> TextEncoding {
+        try encode(tokenIds: tokenIds(prompt, allowUnknown: allowUnknown))
+    }
+
+    /// The token ids `encode(_:allowUnknown:)` would encode ([CLS] … [SEP]), with the same checks.
+    public func tokenIds(_ prompt: String, allowUnknown: Bool = false) throws -> [Int] {
         let words = tokenizer.words(prompt)
         if words.isEmpty { throw TextEncoderError.emptyPrompt }
         var ids = [tokenizer.clsId]
@@ -198,65 +203,87 @@ public final class MiniLM: @unchecked Sendable {
             let unknown = words.filter(\.isUnknown).map(\.text)
             if !unknown.isEmpty { throw TextEncoderError.unknownWords(unknown) }
         }
-        return try encode(tokenIds: ids)
+        return ids
     }
 
     /// Encodes token ids as given (normally [CLS] … [SEP]; nothing is added). At most
     /// min(tokenizer.maxLength, maxPositions) ids, each in 0..<vocabularySize.
     public func encode(tokenIds ids: [Int]) throws -> TextEncoding {
-        if ids.isEmpty { throw TextEncoderError.emptyTokenIds }
+        try encode(batch: [ids])[0]
+    }
+
+    /// Encodes several token sequences at once: the dense layers run on all their rows together (far
+    /// better GEMM shapes than one short prompt at a time), attention within each sequence. Same results
+    /// as encoding them one by one.
+    public func encode(batch: [[Int]]) throws -> [TextEncoding] {
         let limit = min(tokenizer.maxLength, maxPositions)
-        if ids.count > limit { throw TextEncoderError.promptTooLong(tokens: ids.count, limit: limit) }
-        for (i, id) in ids.enumerated() where id < 0 || id >= vocabularySize {
-            throw TextEncoderError.invalidTokenId(id: id, position: i, vocabularySize: vocabularySize)
+        for ids in batch {
+            if ids.isEmpty { throw TextEncoderError.emptyTokenIds }
+            if ids.count > limit { throw TextEncoderError.promptTooLong(tokens: ids.count, limit: limit) }
+            for (i, id) in ids.enumerated() where id < 0 || id >= vocabularySize {
+                throw TextEncoderError.invalidTokenId(id: id, position: i, vocabularySize: vocabularySize)
+            }
         }
-        let T = ids.count, H = hiddenSize, F = intermediateSize
+        if batch.isEmpty { return [] }
+        let R = batch.reduce(0) { $0 + $1.count }, H = hiddenSize, F = intermediateSize
+        var offsets: [Int] = []
+        var o = 0
+        for ids in batch { offsets.append(o); o += ids.count }
         BLASThreads.configureOnce()
 
         // Embeddings: word + position + token type 0, then LayerNorm.
-        let x = Buffer<Float>(uninitialized: T * H)
-        for (t, id) in ids.enumerated() {
-            let row = UnsafeMutableBufferPointer(start: x.p + t * H, count: H)
-            do {
-                try file.decode("embeddings.word_embeddings.weight", elements: id * H..<(id + 1) * H, into: row)
-            } catch {
-                throw TextEncoderError.invalidModel(path: file.path, reason: "\(error)")
+        let x = Buffer<Float>(uninitialized: R * H)
+        for (k, ids) in batch.enumerated() {
+            for (t, id) in ids.enumerated() {
+                let row = UnsafeMutableBufferPointer(start: x.p + (offsets[k] + t) * H, count: H)
+                do {
+                    try file.decode("embeddings.word_embeddings.weight", elements: id * H..<(id + 1) * H, into: row)
+                } catch {
+                    throw TextEncoderError.invalidModel(path: file.path, reason: "\(error)")
+                }
+                let pos = positionEmbeddings.p + t * H, type0 = tokenType0.p
+                for c in 0..<H { row[c] += pos[c] + type0[c] }
             }
-            let pos = positionEmbeddings.p + t * H, type0 = tokenType0.p
-            for c in 0..<H { row[c] += pos[c] + type0[c] }
         }
-        layerNorm(x.p, weight: embeddingNorm.weight.p, bias: embeddingNorm.bias.p, rows: T, C: H, eps: layerNormEps)
+        layerNorm(x.p, weight: embeddingNorm.weight.p, bias: embeddingNorm.bias.p, rows: R, C: H, eps: layerNormEps)
 
-        let qkv = Buffer<Float>(uninitialized: T * 3 * H)
-        let context = Buffer<Float>(uninitialized: T * H)
-        let scores = Buffer<Float>(uninitialized: headCount * T * T)
-        let up = Buffer<Float>(uninitialized: T * F)
+        let maxT = batch.map(\.count).max()!
+        let qkv = Buffer<Float>(uninitialized: R * 3 * H)
+        let context = Buffer<Float>(uninitialized: R * H)
+        let scores = Buffer<Float>(uninitialized: headCount * maxT * maxT)
+        let up = Buffer<Float>(uninitialized: R * F)
         for layer in layers {
-            linear(qkv.p, x.p, layer.qkvWeight.p, layer.qkvBias.p, rows: T, inDim: H, outDim: 3 * H)
-            selfAttention(context.p, qkv: qkv.p, scratch: scores.p, T: T, heads: headCount, headDim: H / headCount)
+            linear(qkv.p, x.p, layer.qkvWeight.p, layer.qkvBias.p, rows: R, inDim: H, outDim: 3 * H)
+            for (k, ids) in batch.enumerated() {
+                selfAttention(context.p + offsets[k] * H, qkv: qkv.p + offsets[k] * 3 * H, scratch: scores.p, T: ids.count,
+                              heads: headCount, headDim: H / headCount)
+            }
             // x = LN(x + context·Woᵀ + bo)
-            linear(x.p, context.p, layer.outWeight.p, layer.outBias.p, rows: T, inDim: H, outDim: H, residual: x.p)
-            layerNorm(x.p, weight: layer.norm1.weight.p, bias: layer.norm1.bias.p, rows: T, C: H, eps: layerNormEps)
+            linear(x.p, context.p, layer.outWeight.p, layer.outBias.p, rows: R, inDim: H, outDim: H, residual: x.p)
+            layerNorm(x.p, weight: layer.norm1.weight.p, bias: layer.norm1.bias.p, rows: R, C: H, eps: layerNormEps)
             // x = LN(x + GELU(x·W1ᵀ + b1)·W2ᵀ + b2)
-            linear(up.p, x.p, layer.upWeight.p, layer.upBias.p, rows: T, inDim: H, outDim: F)
-            geluErf(up.p, count: T * F)
-            linear(x.p, up.p, layer.downWeight.p, layer.downBias.p, rows: T, inDim: F, outDim: H, residual: x.p)
-            layerNorm(x.p, weight: layer.norm2.weight.p, bias: layer.norm2.bias.p, rows: T, C: H, eps: layerNormEps)
+            linear(up.p, x.p, layer.upWeight.p, layer.upBias.p, rows: R, inDim: H, outDim: F)
+            geluErf(up.p, count: R * F)
+            linear(x.p, up.p, layer.downWeight.p, layer.downBias.p, rows: R, inDim: F, outDim: H, residual: x.p)
+            layerNorm(x.p, weight: layer.norm2.weight.p, bias: layer.norm2.bias.p, rows: R, C: H, eps: layerNormEps)
         }
 
-        // Mean over tokens, then L2 normalisation (torch.nn.functional.normalize: x / max(‖x‖, 1e-12)).
-        var mean = [Double](repeating: 0, count: H)
-        for t in 0..<T {
-            let row = x.p + t * H
-            for c in 0..<H { mean[c] += Double(row[c]) }
+        // Per sequence: mean over tokens, then L2 normalisation (torch's normalize: x / max(‖x‖, 1e-12)).
+        return batch.enumerated().map { k, ids in
+            let T = ids.count, base = x.p + offsets[k] * H
+            var mean = [Double](repeating: 0, count: H)
+            for t in 0..<T {
+                let row = base + t * H
+                for c in 0..<H { mean[c] += Double(row[c]) }
+            }
+            var norm = 0.0
+            for c in 0..<H {
+                mean[c] /= Double(T)
+                norm += mean[c] * mean[c]
+            }
+            let inv = 1 / max(norm.squareRoot(), 1e-12)
+            return TextEncoding(tokenIds: ids, hiddenStates: Array(UnsafeBufferPointer(start: base, count: T * H)),
+                                pooled: mean.map { Float($0 * inv) })
         }
-        var norm = 0.0
-        for c in 0..<H {
-            mean[c] /= Double(T)
-            norm += mean[c] * mean[c]
-        }
-        let inv = 1 / max(norm.squareRoot(), 1e-12)
-        let pooled = mean.map { Float($0 * inv) }
-        return TextEncoding(tokenIds: ids, hiddenStates: x.array, pooled: pooled)
     }
 }

@@ -65,6 +65,7 @@ struct TrainBase: ParsableCommand {
                 "note": "mce train-base EMA weights", "step": "\(trainer.step)",
                 "options": String(decoding: try JSONEncoder().encode(o), as: UTF8.self),
             ])
+            log("time per phase (s): " + trainer.phaseSeconds.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1f", $0.value))" }.joined(separator: ", "))
             log("EMA weights at step \(trainer.step) written to \(modelDir)")
         }
     }
