@@ -53,7 +53,7 @@ let package = Package(
         // The committed base model: prompts to conditioning, training from scratch, generation.
         .target(
             name: "BaseModel",
-            dependencies: ["Flux", "TextEncoder", "World"],
+            dependencies: ["Flux", "TextEncoder", "World", "Detector"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .executableTarget(
             name: "mce",

@@ -2,7 +2,8 @@
 # The README's main command. Installs build dependencies if missing, builds mce (release) and runs the
 # main job on the shipped default. Today that is the FLUX engine on a committed FLUX-architecture model
 # (the golden `dev` fixture: guidance embeddings, 2 double + 3 single blocks): its layout and size, one
-# forward pass checked against diffusers' float64 output, and a 4-step sample.
+# forward pass checked against diffusers' float64 output, and a 4-step sample; then PNG samples from the
+# small world's committed base model (models/base).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -17,4 +18,7 @@ mkdir -p "$out"
     --steps 4 --output "$out/sample.safetensors"
 "$bin" compare "$out/forward.safetensors" output "$G/dev.io.safetensors" output_float64_reference
 "$bin" compare "$out/sample.safetensors" sample "$G/dev.sample.safetensors" sample_float64_reference
+# The small world's committed (preliminary) text-to-image model: PNG samples for two prompts.
+"$bin" generate --prompt "a red cat on a blue background" --prompt "a yellow sneaker on a purple background" \
+    --count 4 --guidance 3 --out "$out/generate"
 echo "outputs in $out/"

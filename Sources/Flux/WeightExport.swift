@@ -54,7 +54,8 @@ extension FluxWeights {
     /// Writes a diffusers model folder (`config.json` + `diffusion_pytorch_model.safetensors`, F32) that
     /// diffusers' `FluxTransformer2DModel.from_pretrained` and this engine load. Both files are written to
     /// temporary names first.
-    public func writeDiffusersFolder(_ path: String, metadata: [String: String] = [:]) throws {
+    public func writeDiffusersFolder(_ path: String, metadata: [String: String] = [:], dtype: DType = .F32) throws {
+        guard [.F32, .BF16, .F16].contains(dtype) else { throw FluxError.badInput("export dtype must be F32, BF16 or F16, not \(dtype)") }
         let fm = FileManager.default
         do { try fm.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
             throw FluxError.io("cannot create model folder \(path): \(error.localizedDescription)")
@@ -62,7 +63,11 @@ extension FluxWeights {
         var w = SafeTensorsWriter(metadata: metadata.merging(["format": "pt"]) { a, _ in a })
         for (name, shape, values) in try diffusersTensors() {
             if values.contains(where: { !$0.isFinite }) { throw FluxError.badInput("refusing to write \(path): \(name) is not finite") }
-            w.add(name, shape: shape, floats: values.map { Float($0) })
+            if dtype == .F32 {
+                w.add(name, shape: shape, floats: values.map { Float($0) })
+            } else {
+                w.add(name, shape: shape, halfPrecisionFrom: values.map { Float($0) }, dtype: dtype)
+            }
         }
         do {
             try w.write(to: (path as NSString).appendingPathComponent("diffusion_pytorch_model.safetensors"))

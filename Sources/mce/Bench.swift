@@ -16,6 +16,20 @@ enum BenchConfig: String, ExpressibleByArgument, CaseIterable {
     /// Image grid side: 8×8 = 64 tokens (small) or 16×16 = 256 tokens (medium); 16 text tokens.
     var grid: Int { self == .small ? 8 : 16 }
     static let textTokens = 16
+
+    /// Random weights (seed 0) and random inputs (seed 1) of this config, batch 1: model, conditioning and
+    /// a generator of further random latents.
+    func setup<T: Scalar>(_: T.Type) throws -> (model: FluxTransformer<T>, cond: FluxConditioning<T>, randn: (Int) -> Buffer<T>) {
+        let cfg = config
+        let model = FluxTransformer(weights: FluxWeights<T>.random(config: cfg, seed: 0))
+        var rng = SplitMix64(seed: 1)
+        let randn: (Int) -> Buffer<T> = { n in Buffer((0..<n).map { _ in T(rng.normal()) }) }
+        let cond = try FluxConditioning<T>(
+            config: cfg, batch: 1, encoderHiddenStates: randn(Self.textTokens * cfg.jointAttentionDim),
+            pooledProjections: randn(cfg.pooledProjectionDim), guidance: nil,
+            txtIds: Packing.textIds(count: Self.textTokens), imgIds: Packing.imageIds(gridHeight: grid, gridWidth: grid))
+        return (model, cond, randn)
+    }
 }
 
 struct BenchForward: ParsableCommand {
@@ -44,14 +58,8 @@ struct BenchForward: ParsableCommand {
 
     func run<T: Scalar>(_: T.Type) throws {
         let cfg = config.config
-        let model = FluxTransformer(weights: FluxWeights<T>.random(config: cfg, seed: 0))
-        let lt = BenchConfig.textTokens, g = config.grid, li = g * g
-        var rng = SplitMix64(seed: 1)
-        func randn(_ n: Int) -> Buffer<T> { Buffer((0..<n).map { _ in T(rng.normal()) }) }
-        let cond = try FluxConditioning<T>(
-            config: cfg, batch: 1, encoderHiddenStates: randn(lt * cfg.jointAttentionDim),
-            pooledProjections: randn(cfg.pooledProjectionDim), guidance: nil,
-            txtIds: Packing.textIds(count: lt), imgIds: Packing.imageIds(gridHeight: g, gridWidth: g))
+        let (model, cond, randn) = try config.setup(T.self)
+        let lt = BenchConfig.textTokens, li = config.grid * config.grid
         let x = randn(li * cfg.inChannels)
         for _ in 0..<warmup { _ = try model.forward(hidden: x.p, sigma: [0.5], cond: cond) }
         var times: [Double] = []
@@ -93,14 +101,8 @@ struct BenchEraseStep: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let cfg = config.config
-            let model = FluxTransformer(weights: FluxWeights<Float>.random(config: cfg, seed: 0))
-            let lt = BenchConfig.textTokens, g = config.grid, li = g * g
-            var rng = SplitMix64(seed: 1)
-            func randn(_ n: Int) -> Buffer<Float> { Buffer((0..<n).map { _ in Float(rng.normal()) }) }
-            let cond = try FluxConditioning<Float>(
-                config: cfg, batch: 1, encoderHiddenStates: randn(lt * cfg.jointAttentionDim),
-                pooledProjections: randn(cfg.pooledProjectionDim), guidance: nil,
-                txtIds: Packing.textIds(count: lt), imgIds: Packing.imageIds(gridHeight: g, gridWidth: g))
+            let (model, cond, randn) = try config.setup(Float.self)
+            let lt = BenchConfig.textTokens, li = config.grid * config.grid
             let xT = randn(li * cfg.inChannels), target = randn(li * cfg.inChannels)
             // The original authors' default sites: ff, ff_context, norm1_context of every double block.
             let sites = (0..<cfg.numLayers).flatMap { i in

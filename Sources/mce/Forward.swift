@@ -4,7 +4,7 @@ import Flux
 import Foundation
 import SafeTensors
 
-struct Forward: ParsableCommand {
+struct Forward: ParsableCommand, PrecisionCommand {
     static let configuration = CommandConfiguration(
         abstract: "One transformer call on inputs named like diffusers' forward arguments; writes `output` [1,L,C] (F32).")
 
@@ -16,14 +16,7 @@ struct Forward: ParsableCommand {
     @Option(help: "Output safetensors file.")
     var output: String
 
-    func run() throws {
-        try reportingErrors {
-            switch modelOptions.precision {
-            case .f32: try run(Float.self)
-            case .f64: try run(Double.self)
-            }
-        }
-    }
+    func run() throws { try dispatch() }
 
     func run<T: Scalar>(_: T.Type) throws {
         let model = try loadModel(modelOptions, as: T.self)

@@ -4,7 +4,7 @@ import Flux
 import Foundation
 import SafeTensors
 
-struct Gradient: ParsableCommand {
+struct Gradient: ParsableCommand, PrecisionCommand {
     static let configuration = CommandConfiguration(
         abstract: "Backpropagates loss = mean((x_0 − target)²) through an N-step sampling run into mask logits and inputs.",
         discussion: """
@@ -33,14 +33,7 @@ struct Gradient: ParsableCommand {
         if steps < 1 { throw ValidationError("--steps must be ≥ 1, got \(steps)") }
     }
 
-    func run() throws {
-        try reportingErrors {
-            switch modelOptions.precision {
-            case .f32: try run(Float.self)
-            case .f64: try run(Double.self)
-            }
-        }
-    }
+    func run() throws { try dispatch() }
 
     func run<T: Scalar>(_: T.Type) throws {
         let model = try loadModel(modelOptions, as: T.self)
@@ -69,8 +62,7 @@ struct Gradient: ParsableCommand {
             logits[site] = l
             masks[site] = Buffer(l.map { T(1 / (1 + Foundation.exp(-$0))) })
         }
-        let shiftKind = shift ?? (cfg.guidanceEmbeds ? .dynamic : .none)
-        let timeShift: TimeShift = shiftKind == .dynamic ? .dynamic(imageSeqLen: inp.imageTokens) : .none
+        let (shiftKind, timeShift) = ShiftOption.resolve(shift, config: cfg, imageTokens: inp.imageTokens)
         let schedule = try FlowMatchSchedule(steps: steps, shift: timeShift)
         let sampler = CheckpointedSampler(transformer: model, cond: inp.cond, schedule: schedule, masks: masks)
         let progress = Progress(total: 2 * steps, label: "forward + replay")

@@ -16,7 +16,7 @@ struct MCE: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mce",
         abstract: "Minimalist concept erasure for FLUX-architecture text-to-image transformers.",
-        subcommands: [Forward.self, Sample.self, Gradient.self, Generate.self, TrainBase.self, Info.self, Compare.self, Bench.self])
+        subcommands: [Forward.self, Sample.self, Gradient.self, Generate.self, TrainBase.self, EvaluateBase.self, TrainDetector.self, EvaluateDetector.self, Info.self, Compare.self, Export.self, Bench.self])
 }
 
 enum Precision: String, ExpressibleByArgument, CaseIterable {
@@ -36,6 +36,24 @@ struct ModelOptions: ParsableArguments {
 
     @Option(help: "Compute precision: f32, or f64 for tight reference checks.")
     var precision: Precision = .f32
+}
+
+/// Commands that load a model and run in the precision `--precision` asks for.
+protocol PrecisionCommand {
+    var modelOptions: ModelOptions { get }
+    func run<T: Scalar>(_: T.Type) throws
+}
+
+extension PrecisionCommand {
+    /// Runs `run(T.self)` for the chosen precision, reporting errors as one line.
+    func dispatch() throws {
+        try reportingErrors {
+            switch modelOptions.precision {
+            case .f32: try run(Float.self)
+            case .f64: try run(Double.self)
+            }
+        }
+    }
 }
 
 /// Errors the CLI reports as one clear line (no stack trace), exit code 1.

@@ -5,9 +5,15 @@ import Foundation
 
 enum ShiftOption: String, ExpressibleByArgument, CaseIterable {
     case dynamic, none
+
+    /// `--shift` as given, else dynamic for models with guidance embeddings (FLUX.1-dev) and none otherwise.
+    static func resolve(_ option: ShiftOption?, config: FluxConfig, imageTokens: Int) -> (ShiftOption, TimeShift) {
+        let kind = option ?? (config.guidanceEmbeds ? .dynamic : .none)
+        return (kind, kind == .dynamic ? .dynamic(imageSeqLen: imageTokens) : .none)
+    }
 }
 
-struct Sample: ParsableCommand {
+struct Sample: ParsableCommand, PrecisionCommand {
     static let configuration = CommandConfiguration(
         abstract: "Flow-matching Euler sampling from x_T = hidden_states; writes `sample` (final packed latent) and `sigmas`.")
 
@@ -29,20 +35,12 @@ struct Sample: ParsableCommand {
         if steps < 1 { throw ValidationError("--steps must be ≥ 1, got \(steps)") }
     }
 
-    func run() throws {
-        try reportingErrors {
-            switch modelOptions.precision {
-            case .f32: try run(Float.self)
-            case .f64: try run(Double.self)
-            }
-        }
-    }
+    func run() throws { try dispatch() }
 
     func run<T: Scalar>(_: T.Type) throws {
         let model = try loadModel(modelOptions, as: T.self)
         let inp = try ModelInputs<T>(path: inputs, config: model.config, requireTimestep: false)
-        let shiftKind = shift ?? (model.config.guidanceEmbeds ? .dynamic : .none)
-        let timeShift: TimeShift = shiftKind == .dynamic ? .dynamic(imageSeqLen: inp.imageTokens) : .none
+        let (shiftKind, timeShift) = ShiftOption.resolve(shift, config: model.config, imageTokens: inp.imageTokens)
         let schedule = try FlowMatchSchedule(steps: steps, shift: timeShift)
         let sampler = EulerSampler(transformer: model, cond: inp.cond, schedule: schedule, start: inp.hidden)
         let progress = Progress(total: steps, label: "sampling")

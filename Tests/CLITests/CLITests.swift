@@ -87,6 +87,41 @@ final class CLITests: XCTestCase {
         }
     }
 
+    func testGradient() throws {
+        for m in ["tiny", "dev"] {
+            let ref = try SafeTensorsFile(path: g("\(m).grad.safetensors"))
+            let out = dir.appendingPathComponent("\(m).grad.out.safetensors").path
+            try mce(["gradient", "--model", g(m), "--inputs", g("\(m).grad.safetensors"), "--steps", "4", "--output", out,
+                     "--precision", "f64"])
+            let got = try SafeTensorsFile(path: out)
+            XCTAssertEqual(try got.doubles("loss")[0], try ref.doubles("ref.loss")[0], accuracy: 1e-12)
+            let grads = got.names.filter { $0.hasPrefix("grad.") }
+            XCTAssertEqual(grads.count, ref.names.filter { $0.hasPrefix("ref.grad.") }.count)
+            for n in grads { assertClose(try got.doubles(n), try ref.doubles("ref." + n), 1e-8, "mce gradient \(m) \(n)") }
+        }
+        // A mask for a block the model does not have.
+        let out = dir.appendingPathComponent("bad.safetensors").path
+        var w = SafeTensorsWriter()
+        let src = try SafeTensorsFile(path: g("tiny.grad.safetensors"))
+        for n in src.names where !n.hasPrefix("ref.") { w.add(n, shape: try src.info(n).shape, floats: try src.floats(n)) }
+        w.add("mask.transformer_blocks.5.ff", shape: [128], floats: [Float](repeating: 1, count: 128))
+        let bad = dir.appendingPathComponent("badmask.safetensors").path
+        try w.write(to: bad)
+        let r = try mce(["gradient", "--model", g("tiny"), "--inputs", bad, "--steps", "2", "--output", out], expectExit: 1)
+        XCTAssertTrue(r.err.contains("transformer_blocks.5.ff"), r.err)
+    }
+
+    func testExportToBF16DiffusersFolder() throws {
+        // The fixture weights are bf16-representable, so a bf16 export of the BFL file is lossless.
+        let folder = dir.appendingPathComponent("exported").path
+        try mce(["export", "--model", g("dev_bfl.safetensors"), "--config", g("dev/config.json"), "--out", folder, "--dtype", "bf16"])
+        XCTAssertEqual(try SafeTensorsFile(path: folder + "/diffusion_pytorch_model.safetensors").info("proj_out.weight").dtype, .BF16)
+        let out = dir.appendingPathComponent("exported.out.safetensors").path
+        try mce(["forward", "--model", folder, "--inputs", g("dev.io.safetensors"), "--output", out])
+        assertClose(try SafeTensorsFile(path: out).doubles("output"),
+                    try SafeTensorsFile(path: g("dev.io.safetensors")).doubles("output_float64_reference"), 1e-5, "exported bf16")
+    }
+
     func testClearErrors() throws {
         let out = dir.appendingPathComponent("o.safetensors").path
         var r = try mce(["forward", "--model", g("nope"), "--inputs", g("tiny.io.safetensors"), "--output", out], expectExit: 1)

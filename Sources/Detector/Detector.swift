@@ -1,1 +1,0 @@
-// Placeholder: the concept detector lands here (issue 4).
