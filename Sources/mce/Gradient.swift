@@ -17,21 +17,11 @@ struct Gradient: ParsableCommand, PrecisionCommand {
 
     @OptionGroup var modelOptions: ModelOptions
 
-    @Option(help: "Inputs: the sample inputs plus target and mask.<site> logits.")
-    var inputs: String
-
-    @Option(help: "Number of Euler steps (≥ 1).")
-    var steps: Int
-
-    @Option(help: "Time shift: dynamic or none. Default: dynamic when the model has guidance embeddings.")
-    var shift: ShiftOption?
-
-    @Option(help: "Output safetensors file.")
-    var output: String
-
-    func validate() throws {
-        if steps < 1 { throw ValidationError("--steps must be ≥ 1, got \(steps)") }
-    }
+    @OptionGroup var sampling: SamplingOptions
+    var inputs: String { sampling.inputs }
+    var steps: Int { sampling.steps }
+    var shift: ShiftOption? { sampling.shift }
+    var output: String { sampling.output }
 
     func run() throws { try dispatch() }
 

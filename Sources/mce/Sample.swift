@@ -13,13 +13,9 @@ enum ShiftOption: String, ExpressibleByArgument, CaseIterable {
     }
 }
 
-struct Sample: ParsableCommand, PrecisionCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Flow-matching Euler sampling from x_T = hidden_states; writes `sample` (final packed latent) and `sigmas`.")
-
-    @OptionGroup var modelOptions: ModelOptions
-
-    @Option(help: "Inputs as for `forward` (hidden_states is the starting noise x_T; timestep is ignored).")
+/// The options of a sampling run, shared by `sample` and `gradient`.
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Inputs as for `forward` (hidden_states is the starting noise x_T; timestep is ignored); for `gradient` also target and mask.<site> logits.")
     var inputs: String
 
     @Option(help: "Number of Euler steps (≥ 1).")
@@ -34,6 +30,19 @@ struct Sample: ParsableCommand, PrecisionCommand {
     func validate() throws {
         if steps < 1 { throw ValidationError("--steps must be ≥ 1, got \(steps)") }
     }
+}
+
+struct Sample: ParsableCommand, PrecisionCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Flow-matching Euler sampling from x_T = hidden_states; writes `sample` (final packed latent) and `sigmas`.")
+
+    @OptionGroup var modelOptions: ModelOptions
+
+    @OptionGroup var sampling: SamplingOptions
+    var inputs: String { sampling.inputs }
+    var steps: Int { sampling.steps }
+    var shift: ShiftOption? { sampling.shift }
+    var output: String { sampling.output }
 
     func run() throws { try dispatch() }
 
