@@ -110,16 +110,10 @@ public final class Trainer {
         weightGrads.zero()
         let grads = FluxGradients(config: model.config, batch: B, textTokens: cond.textTokens, imageTokens: cond.imageTokens,
                                   maskSites: [], weightGradients: weightGrads)
+        let mse = Objectives.meanSquaredError(target: target)
         let loss = try model.valueAndGradient(hidden: xt.p, sigma: sigmas, cond: cond, grads: grads) { v in
-            let d = Buffer<Float>(uninitialized: v.count)
-            var s = 0.0
-            let scale = 2 / Float(v.count)
-            for j in 0..<v.count {
-                let e = v[j] - target[j]
-                s += Double(e * e)
-                d[j] = scale * e
-            }
-            return (s / Double(v.count), d)
+            let (l, d) = try mse(v)
+            return (l, d)
         }
         phase("model")
         guard loss.isFinite else { throw FluxError.badInput("training diverged at step \(step): loss is \(loss)") }

@@ -10,12 +10,18 @@ extension FluxTransformer {
         hidden: UnsafePointer<T>, sigma: [Double], cond: FluxConditioning<T>, masks: MaskSet<T> = MaskSet(),
         dOut: UnsafePointer<T>, grads: FluxGradients<T>
     ) throws -> Buffer<T> {
-        let tape = FluxTape<T>()
-        let cfg = config, B = cond.batch, Li = cond.imageTokens
-        tape.hidden = Buffer(Array(UnsafeBufferPointer(start: hidden, count: B * Li * cfg.inChannels)))
-        let out = try forward(hidden: hidden, sigma: sigma, cond: cond, masks: masks, tape: tape)
+        let (tape, out) = try tapedForward(hidden: hidden, sigma: sigma, cond: cond, masks: masks)
         try backward(tape: tape, cond: cond, masks: masks, dOut: dOut, grads: grads)
         return out
+    }
+
+    /// The forward pass recording everything the backward pass needs (including the latent input).
+    private func tapedForward(
+        hidden: UnsafePointer<T>, sigma: [Double], cond: FluxConditioning<T>, masks: MaskSet<T>
+    ) throws -> (FluxTape<T>, Buffer<T>) {
+        let tape = FluxTape<T>()
+        tape.hidden = Buffer(Array(UnsafeBufferPointer(start: hidden, count: cond.batch * cond.imageTokens * config.inChannels)))
+        return (tape, try forward(hidden: hidden, sigma: sigma, cond: cond, masks: masks, tape: tape))
     }
 
     /// One training-style evaluation: the taped forward pass, the objective on its output v (value and dv),
@@ -26,10 +32,7 @@ extension FluxTransformer {
         hidden: UnsafePointer<T>, sigma: [Double], cond: FluxConditioning<T>, masks: MaskSet<T> = MaskSet(),
         grads: FluxGradients<T>, objective: (Buffer<T>) throws -> (loss: Double, dOut: Buffer<T>)
     ) throws -> Double {
-        let tape = FluxTape<T>()
-        let cfg = config, B = cond.batch, Li = cond.imageTokens
-        tape.hidden = Buffer(Array(UnsafeBufferPointer(start: hidden, count: B * Li * cfg.inChannels)))
-        let out = try forward(hidden: hidden, sigma: sigma, cond: cond, masks: masks, tape: tape)
+        let (tape, out) = try tapedForward(hidden: hidden, sigma: sigma, cond: cond, masks: masks)
         let (loss, dOut) = try objective(out)
         guard dOut.count == out.count else { throw FluxError.badShape("objective gradient has \(dOut.count) values, output \(out.count)") }
         try backward(tape: tape, cond: cond, masks: masks, dOut: dOut.p, grads: grads)

@@ -53,7 +53,7 @@ public struct CheckpointedSampler<T: Scalar> {
             _ = try transformer.vjp(hidden: latents[i].p, sigma: Array(repeating: schedule.sigmas[i], count: B), cond: cond,
                                     masks: masks, dOut: dv.p, grads: grads)
             for k in 0..<g.count { g[k] += grads.hidden[k] }
-            latents[i + 1] = latents[i]     // drop the replayed step's output latent
+            latents.removeLast()     // x_{i+1} is no longer needed
             progress?(2 * n - i, 2 * n)
         }
         grads.hidden.p.update(from: g.p, count: g.count)
@@ -61,20 +61,25 @@ public struct CheckpointedSampler<T: Scalar> {
     }
 
     /// loss = mean((x_0 − target)²) and its gradient 2(x_0 − target)/numel.
-    public static func meanSquaredError(target: Buffer<T>) -> Objective {
-        { x0 in
-            guard x0.count == target.count else {
-                throw FluxError.badInput("target has \(target.count) values, the sample \(x0.count)")
+    public static func meanSquaredError(target: Buffer<T>) -> Objective { Objectives.meanSquaredError(target: target) }
+}
+
+public enum Objectives {
+    /// loss = mean((x − target)²) and its gradient 2(x − target)/numel, for any output x of `target`'s size.
+    public static func meanSquaredError<T: Scalar>(target: Buffer<T>) -> (Buffer<T>) throws -> (loss: Double, dx0: Buffer<T>) {
+        { x in
+            guard x.count == target.count else {
+                throw FluxError.badInput("target has \(target.count) values, the output \(x.count)")
             }
-            let dx = Buffer<T>(uninitialized: x0.count)
+            let dx = Buffer<T>(uninitialized: x.count)
             var s = 0.0
-            let scale = 2 / T(x0.count)
-            for i in 0..<x0.count {
-                let e = x0[i] - target[i]
+            let scale = 2 / T(x.count)
+            for i in 0..<x.count {
+                let e = x[i] - target[i]
                 s += Double(e) * Double(e)
                 dx[i] = scale * e
             }
-            return (s / Double(x0.count), dx)
+            return (s / Double(x.count), dx)
         }
     }
 }
