@@ -11,6 +11,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
         // OpenBLAS on Linux (Debian libopenblas-dev); Accelerate is used instead on Apple platforms.
@@ -55,10 +56,18 @@ let package = Package(
             name: "BaseModel",
             dependencies: ["Flux", "TextEncoder", "World", "Detector"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // Concept erasure: learned hard-concrete masks, mask files, and baking masks into checkpoints.
+        .target(
+            name: "Erasure",
+            dependencies: [
+                "Flux", "SafeTensors", "BLAS", "BaseModel", "World", "Detector", "TextEncoder",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .executableTarget(
             name: "mce",
             dependencies: [
-                "Flux", "SafeTensors", "TextEncoder", "World", "BaseModel", "Detector",
+                "Flux", "SafeTensors", "TextEncoder", "World", "BaseModel", "Detector", "Erasure",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
@@ -69,6 +78,7 @@ let package = Package(
         .testTarget(name: "DetectorTests", dependencies: ["Detector", "World", "BLAS"]),
         .testTarget(name: "BaseModelTests", dependencies: ["BaseModel", "Flux", "World", "TextEncoder"]),
         .testTarget(name: "CLITests", dependencies: ["mce", "SafeTensors"]),
+        .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Flux", "SafeTensors", "BLAS", "BaseModel", "World"]),
     ],
     // Kernels hand raw buffer pointers to worker threads by design; Swift 6's strict checking of that
     // would need an unsafe wrapper at every call, so the package builds in the Swift 5 language mode.

@@ -5,19 +5,19 @@ public enum CheckpointLayout: String, Sendable {
     case bfl
 
     /// A contiguous run of rows (first dimension) of a stored tensor; nil rows = the whole tensor.
-    struct Piece: Equatable {
-        let name: String
-        let rows: Range<Int>?
+    public struct Piece: Equatable, Sendable {
+        public let name: String
+        public let rows: Range<Int>?
     }
 
     /// BFL files are recognised by their block names (also after a `model.diffusion_model.` prefix is stripped).
-    static func detect(names: [String]) -> CheckpointLayout {
+    public static func detect(names: [String]) -> CheckpointLayout {
         names.contains { $0.hasPrefix("double_blocks.") || $0.hasPrefix("single_blocks.") || $0 == "img_in.weight" }
             ? .bfl : .diffusers
     }
 
     /// Where the diffusers tensor `name` lives in a checkpoint of this layout.
-    func pieces(for name: String, config: FluxConfig) -> [Piece] {
+    public func pieces(for name: String, config: FluxConfig) -> [Piece] {
         switch self {
         case .diffusers: return [Piece(name: name, rows: nil)]
         case .bfl: return Self.bflPieces(for: name, dim: config.dim, mlp: config.mlpDim)

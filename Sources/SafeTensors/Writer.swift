@@ -20,7 +20,41 @@ public struct SafeTensorsWriter {
         let name: String
         let dtype: DType
         let shape: [Int]
-        let bytes: [UInt8]
+        let data: Data
+
+        /// Bytes held now, or produced into a scratch buffer when the file is written.
+        enum Data {
+            case bytes([UInt8])
+            case deferred(byteCount: Int, fill: (UnsafeMutableRawBufferPointer) throws -> Void)
+        }
+
+        init(name: String, dtype: DType, shape: [Int], bytes: [UInt8]) {
+            self.name = name; self.dtype = dtype; self.shape = shape; data = .bytes(bytes)
+        }
+
+        init(name: String, dtype: DType, shape: [Int], byteCount: Int, fill: @escaping (UnsafeMutableRawBufferPointer) throws -> Void) {
+            self.name = name; self.dtype = dtype; self.shape = shape; data = .deferred(byteCount: byteCount, fill: fill)
+        }
+
+        var byteCount: Int {
+            switch data {
+            case .bytes(let b): return b.count
+            case .deferred(let n, _): return n
+            }
+        }
+
+        /// Hands the entry's bytes to `body` (for deferred entries, a scratch buffer that `fill` wrote).
+        func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+            switch data {
+            case .bytes(let b): return try b.withUnsafeBytes(body)
+            case .deferred(let n, let fill):
+                let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: max(n, 1), alignment: 16)
+                defer { scratch.deallocate() }
+                let exact = UnsafeMutableRawBufferPointer(rebasing: scratch[0..<n])
+                try fill(exact)
+                return try body(UnsafeRawBufferPointer(exact))
+            }
+        }
     }
 
     private var entries: [Entry] = []
@@ -59,6 +93,20 @@ public struct SafeTensorsWriter {
             return
         }
         entries.append(Entry(name: name, dtype: dtype, shape: shape, bytes: bytes))
+    }
+
+    /// Adds a tensor of any dtype whose bytes are produced only when the file is written: `fill` gets a
+    /// buffer of exactly `count × dtype.byteSize` bytes to fill with the little-endian data. The writer
+    /// then holds one tensor at a time, so a multi-GB checkpoint can be copied (e.g. out of a mapped file)
+    /// without a copy of it in memory. An error thrown by `fill` aborts `write` (nothing is left behind).
+    public mutating func add(_ name: String, shape: [Int], dtype: DType, fill: @escaping (UnsafeMutableRawBufferPointer) throws -> Void) {
+        guard let count = validate(name, shape) else { return }
+        let (needed, overflow) = count.multipliedReportingOverflow(by: dtype.byteSize)
+        guard !overflow else {
+            reject(name, "shape \(shape) is too large")
+            return
+        }
+        entries.append(Entry(name: name, dtype: dtype, shape: shape, byteCount: needed, fill: fill))
     }
 
     /// Adds a BF16 (round to nearest even, like torch) or F16 tensor converted from Float.
@@ -122,8 +170,8 @@ public struct SafeTensorsWriter {
     public func serialized(path: String = "<memory>") throws -> [UInt8] {
         let (prefix, ordered) = try layout(path: path)
         var out = prefix
-        out.reserveCapacity(prefix.count + ordered.reduce(0) { $0 + $1.bytes.count })
-        for entry in ordered { out += entry.bytes }
+        out.reserveCapacity(prefix.count + ordered.reduce(0) { $0 + $1.byteCount })
+        for entry in ordered { try entry.withBytes { out += $0 } }
         return out
     }
 
@@ -148,8 +196,8 @@ public struct SafeTensorsWriter {
             if !closed { close(fd) }
             if !renamed { unlink(temp) }
         }
-        try writeAll(fd, prefix, fail)
-        for entry in ordered { try writeAll(fd, entry.bytes, fail) }
+        try prefix.withUnsafeBytes { try writeAll(fd, $0, fail) }
+        for entry in ordered { try entry.withBytes { try writeAll(fd, $0, fail) } }
         guard fsync(fd) == 0 else { throw fail("cannot flush to disk: \(errnoDescription(errno))") }
         closed = true
         guard close(fd) == 0 else { throw fail("cannot close the temporary file: \(errnoDescription(errno))") }
@@ -159,18 +207,16 @@ public struct SafeTensorsWriter {
         renamed = true
     }
 
-    private func writeAll(_ fd: Int32, _ bytes: [UInt8], _ fail: (String) -> SafeTensorsError) throws {
-        try bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count {
-                // Large tensors are written in 1 GiB pieces (Linux caps one write at ~2 GiB).
-                let n = systemWrite(fd, raw.baseAddress! + offset, min(raw.count - offset, 1 << 30))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw fail("write failed: \(errnoDescription(errno))")
-                }
-                offset += n
+    private func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer, _ fail: (String) -> SafeTensorsError) throws {
+        var offset = 0
+        while offset < raw.count {
+            // Large tensors are written in 1 GiB pieces (Linux caps one write at ~2 GiB).
+            let n = systemWrite(fd, raw.baseAddress! + offset, min(raw.count - offset, 1 << 30))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw fail("write failed: \(errnoDescription(errno))")
             }
+            offset += n
         }
     }
 
@@ -200,8 +246,8 @@ public struct SafeTensorsWriter {
             if !first { json += "," }
             first = false
             let shape = entry.shape.map(String.init).joined(separator: ",")
-            json += "\(jsonQuoted(entry.name)):{\"dtype\":\"\(entry.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + entry.bytes.count)]}"
-            offset += entry.bytes.count
+            json += "\(jsonQuoted(entry.name)):{\"dtype\":\"\(entry.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + entry.byteCount)]}"
+            offset += entry.byteCount
         }
         json += "}"
         var header = Array(json.utf8)

@@ -55,6 +55,28 @@ final class WriterTests: TempDirTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tempDir.path), ["out.safetensors"])
     }
 
+    func testDeferredTensorsAreFilledAtWriteTime() throws {
+        struct Boom: Error {}
+        var eager = SafeTensorsWriter(metadata: ["format": "pt"])
+        var deferred = SafeTensorsWriter(metadata: ["format": "pt"])
+        eager.add("c", shape: [3], dtype: .U8, bytes: [1, 2, 3])
+        deferred.add("c", shape: [3], dtype: .U8) { $0.copyBytes(from: [1, 2, 3]) }
+        eager.add("w", shape: [2, 2], floats: [1, -2, 3.5, 0])
+        deferred.add("w", shape: [2, 2], dtype: .F32) { $0.copyBytes(from: bytesOf([Float(1), -2, 3.5, 0])) }
+        eager.add("e", shape: [0], floats: [])
+        deferred.add("e", shape: [0], dtype: .F32) { XCTAssertEqual($0.count, 0) }
+        XCTAssertEqual(try deferred.serialized(), try eager.serialized())
+        let path = tempPath("deferred.safetensors")
+        try deferred.write(to: path)
+        XCTAssertEqual(try FileManager.default.contents(atPath: path).map { [UInt8]($0) }, try eager.serialized())
+        // A failing producer aborts the write: the old file stays, no temporary is left.
+        var failing = SafeTensorsWriter()
+        failing.add("x", shape: [1], dtype: .F32) { _ in throw Boom() }
+        XCTAssertThrowsError(try failing.write(to: path)) { XCTAssertTrue($0 is Boom) }
+        XCTAssertEqual(try SafeTensorsFile(path: path).floats("w"), [1, -2, 3.5, 0])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: tempDir.path), ["deferred.safetensors"])
+    }
+
     func testUnwritablePathsThrowAndLeaveNothing() throws {
         var writer = SafeTensorsWriter()
         writer.add("x", shape: [1], floats: [1])

@@ -1,0 +1,231 @@
+import BLAS
+import Crypto
+import Flux
+import Foundation
+import SafeTensors
+
+/// A learned erasure mask as a file: per mask site the final binary multipliers (1 = keep the unit,
+/// 0 = remove it) and, when the file came from training, the logits they were binarised from.
+///
+/// On disk it is a safetensors file with 1-D F32 tensors `<site>.mask` and `<site>.logits`, where `<site>`
+/// is the diffusers module name of `MaskSite` (e.g. `transformer_blocks.0.ff_context`,
+/// `single_transformer_blocks.2.attn`), and string `__metadata__` (see `MaskFile.Key`). A site with no
+/// `.mask` tensor is unmasked (all ones). Any tool can read it with `safetensors.safe_open`.
+public struct MaskFile {
+    /// Training logits per site; empty for merged files. Every site here also has a mask of the same width.
+    public var logits: [MaskSite: [Float]]
+    /// Binary (exactly 0 or 1) multipliers per site.
+    public var masks: [MaskSite: [Float]]
+    public var metadata: [String: String]
+
+    /// Metadata keys the project writes and reads.
+    public enum Key {
+        /// The concept the mask erases (one name).
+        public static let concept = "concept"
+        /// For merged files: a JSON array of the concepts of the merged files, in order.
+        public static let mergedFrom = "merged_from"
+        /// `modelHash` of the checkpoint the mask was learned on.
+        public static let modelHash = "base_model_sha256"
+    }
+
+    public init(logits: [MaskSite: [Float]] = [:], masks: [MaskSite: [Float]], metadata: [String: String] = [:]) {
+        self.logits = logits; self.masks = masks; self.metadata = metadata
+    }
+
+    // MARK: reading and writing
+
+    /// Reads and checks a mask file: every tensor is `<site>.mask` or `<site>.logits` with a valid site
+    /// name, 1-D and floating point; masks are exactly 0 or 1; logits are finite and have a mask of the
+    /// same width. With `config`, also checks that every site exists in that model with its width.
+    public static func read(_ path: String, config: FluxConfig? = nil) throws -> MaskFile {
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: path) } catch let e as SafeTensorsError {
+            throw ErasureError.io("cannot read mask file: \(e)")
+        }
+        func fail(_ tensor: String, _ message: String) -> ErasureError {
+            .badInput("mask file \(path): tensor '\(tensor)': \(message)")
+        }
+        var result = MaskFile(masks: [:], metadata: file.metadata)
+        for name in file.names {
+            let isMask = name.hasSuffix(".mask"), isLogits = name.hasSuffix(".logits")
+            guard isMask || isLogits else {
+                throw fail(name, "not a mask tensor: names must be '<site>.mask' or '<site>.logits'")
+            }
+            let siteName = String(name.dropLast(isMask ? ".mask".count : ".logits".count))
+            guard let site = MaskSite(name: siteName) else {
+                throw fail(name, "'\(siteName)' is not a mask site (expected e.g. transformer_blocks.0.ff, transformer_blocks.0.ff_context, transformer_blocks.0.norm1, transformer_blocks.0.norm1_context, transformer_blocks.0.attn, single_transformer_blocks.0.proj_mlp, single_transformer_blocks.0.norm, single_transformer_blocks.0.attn)")
+            }
+            let info = try file.info(name)
+            guard info.shape.count == 1, info.dtype.isFloatingPoint else {
+                throw fail(name, "expected a 1-D floating-point tensor, found \(info.dtype.rawValue) \(info.shape)")
+            }
+            let values: [Float]
+            do { values = try file.floats(name) } catch { throw ErasureError.io("mask file \(path): \(error)") }
+            if isMask { result.masks[site] = values } else { result.logits[site] = values }
+        }
+        do { try result.check(config: config) } catch ErasureError.badInput(let m) {
+            throw ErasureError.badInput("mask file \(path): \(m)")
+        }
+        return result
+    }
+
+    /// Writes the file atomically (a temporary file in the same folder, renamed into place).
+    public func write(to path: String) throws {
+        try check(config: nil)
+        var w = SafeTensorsWriter(metadata: metadata)
+        for (site, m) in masks { w.add("\(site).mask", shape: [m.count], floats: m) }
+        for (site, l) in logits { w.add("\(site).logits", shape: [l.count], floats: l) }
+        do { try w.write(to: path) } catch { throw ErasureError.io("cannot write mask file: \(error)") }
+    }
+
+    /// Checks the masks against a model: every site exists in it and has its width.
+    public func validate(for config: FluxConfig) throws { try check(config: config) }
+
+    /// Binary, finite, paired logits; with a config, sites and widths of that model.
+    private func check(config: FluxConfig?) throws {
+        for site in MaskFile.sorted(masks.keys) {
+            let m = masks[site]!
+            if let bad = m.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+                throw ErasureError.badInput("mask '\(site)' must hold only 0 or 1 (binary multipliers), but unit \(bad) is \(m[bad])")
+            }
+        }
+        for site in MaskFile.sorted(logits.keys) {
+            let l = logits[site]!
+            if let bad = l.firstIndex(where: { !$0.isFinite }) {
+                throw ErasureError.badInput("logits of '\(site)' must be finite, but unit \(bad) is \(l[bad])")
+            }
+            guard let m = masks[site] else {
+                throw ErasureError.badInput("site '\(site)' has logits but no mask ('\(site).mask' is missing)")
+            }
+            guard m.count == l.count else {
+                throw ErasureError.badInput("site '\(site)' has \(l.count) logits but \(m.count) mask values")
+            }
+        }
+        guard let config else { return }
+        for site in MaskFile.sorted(masks.keys) {
+            let blocks = site.kind.isSingleBlock ? config.numSingleLayers : config.numLayers
+            guard site.block < blocks else {
+                throw ErasureError.badInput(
+                    "mask site '\(site)' does not exist in the model: it has \(blocks) \(site.kind.isSingleBlock ? "single" : "double")-stream blocks")
+            }
+            let want = site.width(config), got = masks[site]!.count
+            guard got == want else {
+                throw ErasureError.badInput(
+                    "mask '\(site)' has \(got) values but the model's site has \(want) (model width \(config.dim), \(config.numAttentionHeads) heads)")
+            }
+        }
+    }
+
+    // MARK: combining and summarising
+
+    /// The masks of several concepts as one: a unit is kept only if every file keeps it (the product of
+    /// the masks; a site a file does not have counts as all ones there). Logits are dropped. Metadata:
+    /// `merged_from` = JSON array of the files' concepts (a merged input contributes its own list), and
+    /// `model_hash` when the files agree on it (files learned on different models are refused).
+    public static func merge(_ files: [MaskFile]) throws -> MaskFile {
+        guard !files.isEmpty else { throw ErasureError.badInput("merge needs at least one mask file") }
+        var masks: [MaskSite: [Float]] = [:]
+        var concepts: [String] = []
+        var hashes = Set<String>()
+        for (k, f) in files.enumerated() {
+            try f.check(config: nil)
+            for (site, m) in f.masks {
+                if let acc = masks[site] {
+                    guard acc.count == m.count else {
+                        throw ErasureError.badInput("cannot merge: site '\(site)' has \(acc.count) units in an earlier file but \(m.count) in file \(k + 1)")
+                    }
+                    masks[site] = zip(acc, m).map { $0 * $1 }
+                } else {
+                    masks[site] = m
+                }
+            }
+            if let list = f.metadata[Key.mergedFrom], let data = list.data(using: .utf8),
+               let names = try? JSONDecoder().decode([String].self, from: data) {
+                concepts += names
+            } else {
+                concepts.append(f.metadata[Key.concept] ?? "unnamed-\(k + 1)")
+            }
+            if let h = f.metadata[Key.modelHash] { hashes.insert(h) }
+        }
+        if hashes.count > 1 {
+            throw ErasureError.badInput("cannot merge masks learned on different models (model_hash values: \(hashes.sorted().joined(separator: ", ")))")
+        }
+        let list = String(decoding: try JSONEncoder().encode(concepts), as: UTF8.self)
+        var metadata = [Key.mergedFrom: list]
+        if let h = hashes.first { metadata[Key.modelHash] = h }
+        return MaskFile(logits: [:], masks: masks, metadata: metadata)
+    }
+
+    /// Units removed per site, sorted by site kind (MaskSite.Kind order) then block.
+    public var maskedCounts: [(site: MaskSite, masked: Int, total: Int)] {
+        MaskFile.sorted(masks.keys).map { site in
+            let m = masks[site]!
+            return (site, m.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }, m.count)
+        }
+    }
+
+    /// The masks as engine buffers (pass to `FluxTransformer.forward` / `EulerSampler`).
+    public func maskSet() -> MaskSet<Float> { maskSet(as: Float.self) }
+
+    public func maskSet<T: Scalar>(as: T.Type) -> MaskSet<T> {
+        var set = MaskSet<T>()
+        for (site, m) in masks { set[site] = Buffer(m.map { T(Double($0)) }) }
+        return set
+    }
+
+    /// Sites in a stable order: kind (declaration order), then block.
+    static func sorted<S: Sequence>(_ sites: S) -> [MaskSite] where S.Element == MaskSite {
+        let order = Dictionary(uniqueKeysWithValues: MaskSite.Kind.allCases.enumerated().map { ($1, $0) })
+        return sites.sorted { a, b in
+            order[a.kind]! != order[b.kind]! ? order[a.kind]! < order[b.kind]! : a.block < b.block
+        }
+    }
+}
+
+// MARK: - model identity
+
+/// SHA-256 (hex) of a model's weights, to record which checkpoint a mask belongs to. For a folder: its
+/// `config.json` (when present) and then every `*.safetensors` in it, sorted by name (hidden files, such as
+/// half-written temporaries, are skipped); for a file: that file. Files are streamed, so any size works.
+public func modelHash(_ path: String) throws -> String {
+    try modelHash(path, chunkSize: 8 << 20)
+}
+
+func modelHash(_ path: String, chunkSize: Int) throws -> String {
+    let fm = FileManager.default
+    var isDir: ObjCBool = false
+    guard fm.fileExists(atPath: path, isDirectory: &isDir) else {
+        throw ErasureError.io("cannot hash model \(path): no such file or folder")
+    }
+    var files: [String] = []
+    if isDir.boolValue {
+        let entries: [String]
+        do { entries = try fm.contentsOfDirectory(atPath: path) } catch {
+            throw ErasureError.io("cannot hash model \(path): cannot list the folder: \(error.localizedDescription)")
+        }
+        let weights = entries.filter { !$0.hasPrefix(".") && $0.hasSuffix(".safetensors") }.sorted()
+        guard !weights.isEmpty else { throw ErasureError.io("cannot hash model \(path): the folder holds no .safetensors file") }
+        files = (entries.contains("config.json") ? ["config.json"] : []) + weights
+        files = files.map { (path as NSString).appendingPathComponent($0) }
+    } else {
+        files = [path]
+    }
+    var hasher = SHA256()
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: chunkSize, alignment: 16)
+    defer { buffer.deallocate() }
+    for file in files {
+        let fd = open(file, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw ErasureError.io("cannot hash \(file): cannot open it: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        while true {
+            let n = read(fd, buffer.baseAddress!, chunkSize)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ErasureError.io("cannot hash \(file): read failed: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+    }
+    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+}
