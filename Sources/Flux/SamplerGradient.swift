@@ -3,14 +3,63 @@ import BLAS
 /// Backpropagation through a whole Euler sampling run with step-wise checkpointing: the forward run keeps
 /// only the N+1 latents; the backward run replays one step at a time (forward with a tape, then its
 /// vector–Jacobian product), so peak memory is the latents plus one step's activations, whatever N is.
+///
+/// With classifier-free guidance (`guidanceScale` ≠ 1) `cond` holds 2B rows — the B prompts, then B
+/// unconditional (null-prompt) rows — and each step's velocity is v(∅) + s·(v(c) − v(∅)) for B latents;
+/// the backward pass sends s·g to the conditional rows and (1 − s)·g to the unconditional ones.
 public struct CheckpointedSampler<T: Scalar> {
     public let transformer: FluxTransformer<T>
     public let cond: FluxConditioning<T>
     public let schedule: FlowMatchSchedule
     public let masks: MaskSet<T>
+    public let guidanceScale: Double
 
-    public init(transformer: FluxTransformer<T>, cond: FluxConditioning<T>, schedule: FlowMatchSchedule, masks: MaskSet<T> = MaskSet()) {
+    public init(transformer: FluxTransformer<T>, cond: FluxConditioning<T>, schedule: FlowMatchSchedule,
+                masks: MaskSet<T> = MaskSet(), guidanceScale: Double = 1) {
         self.transformer = transformer; self.cond = cond; self.schedule = schedule; self.masks = masks
+        self.guidanceScale = guidanceScale
+    }
+
+    var guided: Bool { guidanceScale != 1 }
+    /// Latents per run: the conditioning's batch, or half of it with guidance.
+    public var batch: Int { guided ? cond.batch / 2 : cond.batch }
+
+    /// The (guided) velocity at step i for latents x (batch × tokens × channels).
+    func velocity(_ x: Buffer<T>, step i: Int) throws -> Buffer<T> {
+        let s = schedule.sigmas[i]
+        guard guided else {
+            return try transformer.forward(hidden: x.p, sigma: Array(repeating: s, count: cond.batch), cond: cond, masks: masks)
+        }
+        let n = x.count
+        let input = Buffer<T>(uninitialized: 2 * n)
+        input.p.update(from: x.p, count: n)
+        (input.p + n).update(from: x.p, count: n)
+        let v = try transformer.forward(hidden: input.p, sigma: Array(repeating: s, count: cond.batch), cond: cond, masks: masks)
+        let g = T(guidanceScale), out = Buffer<T>(uninitialized: n)
+        for j in 0..<n { out[j] = v[n + j] + g * (v[j] - v[n + j]) }
+        return out
+    }
+
+    /// Runs the sampler from `start` (B latents) without gradients and returns x_0.
+    public func sample(start: Buffer<T>) throws -> Buffer<T> {
+        try validate(start)
+        let x = start.copy()
+        for i in 0..<schedule.steps {
+            let v = try velocity(x, step: i)
+            let dt = T(schedule.sigmas[i + 1] - schedule.sigmas[i])
+            for j in 0..<x.count { x[j] += dt * v[j] }
+        }
+        return x
+    }
+
+    func validate(_ start: Buffer<T>) throws {
+        if guided && cond.batch % 2 != 0 {
+            throw FluxError.badInput("guided sampling needs the prompts' and the null prompt's rows (an even batch), got \(cond.batch)")
+        }
+        let expected = batch * cond.imageTokens * transformer.config.inChannels
+        guard start.count == expected else {
+            throw FluxError.badShape("start latent has \(start.count) values, expected \(expected) (batch \(batch))")
+        }
     }
 
     /// The objective's value and its gradient with respect to the final latent x_0.
@@ -30,12 +79,15 @@ public struct CheckpointedSampler<T: Scalar> {
         start: Buffer<T>, maskGradients sites: [MaskSite], weightGradients: Bool = false,
         objective: Objective, progress: ((Int, Int) -> Void)? = nil
     ) throws -> Result {
+        try validate(start)
         let n = schedule.steps, B = cond.batch
-        let sampler = EulerSampler(transformer: transformer, cond: cond, schedule: schedule, start: start, masks: masks)
-        var latents = [sampler.latent]
+        var latents = [start.copy()]
         for i in 0..<n {
-            try sampler.step()
-            latents.append(sampler.latent)
+            let x = latents[i], v = try velocity(x, step: i)
+            let dt = T(schedule.sigmas[i + 1] - schedule.sigmas[i])
+            let next = Buffer<T>(uninitialized: x.count)
+            for j in 0..<x.count { next[j] = x[j] + dt * v[j] }
+            latents.append(next)
             progress?(i + 1, 2 * n)
         }
         let x0 = latents[n]
@@ -44,19 +96,29 @@ public struct CheckpointedSampler<T: Scalar> {
         let grads = FluxGradients<T>(config: transformer.config, batch: B, textTokens: cond.textTokens,
                                      imageTokens: cond.imageTokens, maskSites: sites, weights: weightGradients)
         // g = dL/dx_{i+1}; x_{i+1} = x_i + dt_i·v(x_i)  ⇒  dL/dx_i = g + dt_i·(∂v/∂x_i)ᵀ g.
-        let g = dx0.copy()
-        let dv = Buffer<T>(uninitialized: g.count)
+        let g = dx0.copy(), m = g.count
+        let dv = Buffer<T>(uninitialized: guided ? 2 * m : m)
+        let input = guided ? Buffer<T>(uninitialized: 2 * m) : nil
+        let s = T(guidanceScale)
         for i in stride(from: n - 1, through: 0, by: -1) {
             let dt = T(schedule.sigmas[i + 1] - schedule.sigmas[i])
-            for k in 0..<g.count { dv[k] = dt * g[k] }
+            var x = latents[i].p
+            if let input {
+                input.p.update(from: x, count: m)
+                (input.p + m).update(from: x, count: m)
+                x = input.p
+                for k in 0..<m { dv[k] = s * dt * g[k]; dv[m + k] = (1 - s) * dt * g[k] }
+            } else {
+                for k in 0..<m { dv[k] = dt * g[k] }
+            }
             grads.hidden.zero()
-            _ = try transformer.vjp(hidden: latents[i].p, sigma: Array(repeating: schedule.sigmas[i], count: B), cond: cond,
+            _ = try transformer.vjp(hidden: x, sigma: Array(repeating: schedule.sigmas[i], count: B), cond: cond,
                                     masks: masks, dOut: dv.p, grads: grads)
-            for k in 0..<g.count { g[k] += grads.hidden[k] }
+            for k in 0..<m { g[k] += guided ? grads.hidden[k] + grads.hidden[m + k] : grads.hidden[k] }
             latents.removeLast()     // x_{i+1} is no longer needed
             progress?(2 * n - i, 2 * n)
         }
-        grads.hidden.p.update(from: g.p, count: g.count)
+        grads.hidden.p.update(from: g.p, count: m)
         return Result(sample: x0, loss: loss, grads: grads)
     }
 

@@ -71,6 +71,7 @@ final class Progress {
     let label: String
     let start = Date()
     private let tty = isatty(2) != 0
+    private var lastLine = Date()
 
     init(total: Int, label: String) { self.total = total; self.label = label }
 
@@ -80,7 +81,9 @@ final class Progress {
         let line = String(format: "%@ %d/%d  %.1fs elapsed, ETA %.1fs%@", label, done, total, elapsed, eta, extra.isEmpty ? "" : "  " + extra)
         if tty {
             FileHandle.standardError.write(Data("\r\u{1B}[K\(line)\(done == total ? "\n" : "")".utf8))
-        } else if done == total || done == 1 || done % max(1, total / 10) == 0 {
+        } else if done == total || done == 1 || done % max(1, total / 10) == 0 || Date().timeIntervalSince(lastLine) >= 60 {
+            // Logs (not a terminal) get a line per tenth and at least one a minute.
+            lastLine = Date()
             FileHandle.standardError.write(Data((line + "\n").utf8))
         }
     }

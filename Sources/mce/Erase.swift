@@ -1,0 +1,219 @@
+import ArgumentParser
+import BaseModel
+import Detector
+import Erasure
+import Flux
+import Foundation
+import SafeTensors
+import World
+
+struct Erase: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Erases concepts: learns neuron masks end to end through the sampler, binarises them and bakes them into a checkpoint.",
+        discussion: """
+        Writes OUT/masks.safetensors (logits and binary masks per site), OUT/model (the baked checkpoint, in the \
+        input's layout), OUT/report.json and OUT/grid.png (original vs erased samples, same seeds). \
+        OUT/state.safetensors holds the logits and optimiser state every --checkpoint-every iterations; \
+        --resume continues from it.
+        """)
+
+    @Option(name: .long, help: "Concept to erase (repeatable). A world class or synonym erases the class under all its names.")
+    var concept: [String] = []
+    @Option(name: .long, help: "Extra phrase naming the concept (repeatable).") var synonym: [String] = []
+    @Option(help: "Model to erase from.") var model: String = BaseModelSpec.defaultModelPath
+    @Option(help: "Target of concept prompts: null (empty prompt), deconcept (concept phrase → \"object\") or an anchor phrase.")
+    var target: String = "deconcept"
+    @Option(help: "Weight β of the preservation term.") var beta: Double = 1
+    @Option(help: "Sampling steps N the loss backpropagates through.") var steps: Int = 20
+    @Option(help: "Classifier-free guidance scale of the sampler (1 = off).") var guidance: Double = 1
+    @Option(help: "Mask sites: kinds (ff, ff_context, norm1_context, norm1, attn, proj_mlp, norm, single_attn) or names, comma-separated.")
+    var sites: String = ErasureOptions.defaultSiteKinds.joined(separator: ",")
+    @Option(help: "Optimiser steps.") var iterations: Int?
+    @Option(help: "Passes over the prompts (alternative to --iterations).") var epochs: Int?
+    @Option(help: "Prompts per optimiser step.") var batch: Int = 4
+    @Option(help: "AdamW learning rate on the logits.") var lr: Double = 0.5
+    @Option(help: "Mask relaxation: hard-concrete or sigmoid.") var relaxation: String = "hard-concrete"
+    @Option(help: "Binarisation: threshold[:T] (keep λ > T), top-site:F or top-global:F.") var binarise: String = "threshold:0"
+    @Option(help: "Concept prompts generated per concept.") var conceptPrompts: Int = 20
+    @Option(help: "Neutral prompts generated.") var neutralPrompts: Int = 20
+    @Option(help: "Concept prompts from a file (one per line) instead.") var prompts: String?
+    @Option(help: "Neutral prompts from a file (one per line).") var neutral: String?
+    @Flag(help: "New noise for every epoch (default: one fixed x_T per prompt, as the authors).") var freshNoise = false
+    @Flag(help: "Drop concept prompts whose original sample the detector does not read as the concept.") var filter = false
+    @Option(help: "Random seed (prompts, noise, mask draws).") var seed: UInt64 = 0
+    @Option(help: "Output folder.") var out: String = "out/erase"
+    @Flag(help: "Continue from OUT/state.safetensors.") var resume = false
+    @Option(help: "Iterations between state checkpoints.") var checkpointEvery: Int = 10
+    @Option(help: "Prompts per evaluation set (0 = no evaluation).") var evalPrompts: Int = 100
+    @Option(help: "Detector weights for the filter and the evaluation.") var detector: String = SceneDetector.defaultPath
+
+    func validate() throws {
+        if concept.isEmpty { throw ValidationError("give at least one --concept") }
+        if steps < 1 { throw ValidationError("--steps (sampling steps N) must be ≥ 1, got \(steps)") }
+        if !(beta >= 0) { throw ValidationError("--beta must be ≥ 0, got \(beta)") }
+        if batch < 1 || checkpointEvery < 1 || evalPrompts < 0 { throw ValidationError("--batch and --checkpoint-every must be ≥ 1, --eval-prompts ≥ 0") }
+        if let i = iterations, i < 1 { throw ValidationError("--iterations must be ≥ 1") }
+        if let e = epochs, e < 1 { throw ValidationError("--epochs must be ≥ 1") }
+        if iterations != nil && epochs != nil { throw ValidationError("give --iterations or --epochs, not both") }
+        if !(lr > 0) { throw ValidationError("--lr must be > 0") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let fm = FileManager.default
+            do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
+                throw CLIError("--out: cannot create \(out): \(error.localizedDescription)")
+            }
+            guard fm.isWritableFile(atPath: out) else { throw CLIError("--out: \(out) is not writable") }
+            let loader = try FluxWeightLoader(path: model)
+            let transformer = FluxTransformer(weights: try loader.load(as: Float.self))
+            let cfg = transformer.config
+            let encoder = try PromptEncoder()
+            var o = ErasureOptions()
+            o.concepts = try concept.map { try ConceptSpec.resolve($0, synonyms: synonym) }
+            o.target = try ErasureTarget.parse(target)
+            o.beta = beta; o.samplingSteps = steps; o.guidance = guidance
+            o.sites = try ErasureOptions.expandSites([sites], config: cfg)
+            o.relaxation = try MaskRelaxation.named(relaxation)
+            o.lr = lr; o.batch = batch; o.freshNoise = freshNoise; o.seed = seed
+            let binarisation = try Binarisation.parse(binarise)
+
+            var items: [ErasureItem]
+            if let file = prompts {
+                items = try ErasurePrompts.files(conceptFile: file, neutralFile: neutral, concepts: o.concepts, target: o.target, seed: seed)
+            } else {
+                if neutral != nil { throw CLIError("--neutral needs --prompts (generated prompts include their own neutral set)") }
+                items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: conceptPrompts, neutralCount: neutralPrompts,
+                                                 target: o.target, seed: seed)
+            }
+            for it in items {   // refuse unknown words before any work
+                _ = try encoder.encode(it.prompt)
+                if !it.targetPrompt.isEmpty { _ = try encoder.encode(it.targetPrompt) }
+            }
+            let detectorModel: SceneDetector? = fm.fileExists(atPath: detector) ? try SceneDetector(path: detector) : nil
+            if filter {
+                guard let det = detectorModel else { throw CLIError("--filter needs the detector (\(detector) not found)") }
+                let gen = Generator(model: transformer, encoder: encoder, steps: steps, guidanceScale: guidance)
+                let concepts = items.filter(\.isConcept)
+                let imgs = try gen.images(prompts: concepts.map(\.prompt), seeds: concepts.map(\.seed))
+                let keep = zip(concepts, det.predict(imgs)).filter { $0.0.classID == nil || $0.1.classID == $0.0.classID }.map(\.0.prompt)
+                log("filter: \(keep.count) of \(concepts.count) concept prompts show the concept")
+                guard !keep.isEmpty else { throw CLIError("--filter: no concept prompt's original sample shows the concept") }
+                items = items.filter { !$0.isConcept || keep.contains($0.prompt) }
+            }
+            o.iterations = iterations ?? ((epochs ?? 0) > 0 ? max(1, (epochs! * items.count + batch - 1) / batch) : 60)
+            let eraser = try Eraser(model: transformer, encoder: encoder, items: items, options: o)
+            let statePath = (out as NSString).appendingPathComponent("state.safetensors")
+            if resume {
+                guard fm.fileExists(atPath: statePath) else { throw CLIError("--resume: no state at \(statePath)") }
+                try eraser.loadState(from: statePath)
+                log("resumed at iteration \(eraser.iteration)")
+            }
+            let nc = items.filter(\.isConcept).count
+            log("erasing \(o.concepts.map(\.name).joined(separator: ", ")): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(beta), N \(steps), guidance \(guidance), \(eraser.sites.count) sites (\(eraser.sites.map { $0.width(cfg) }.reduce(0, +)) units), \(o.iterations) iterations")
+            let tp = Progress(total: items.count * steps, label: "targets")
+            try eraser.prepareTargets { d, _ in tp.update(d) }
+            let bar = Progress(total: o.iterations, label: "erase")
+            while eraser.iteration < o.iterations {
+                let l = try eraser.step()
+                bar.update(eraser.iteration, extra: String(format: "erase %.4f  preserve %.5f  masked %d", l.eraseLoss, l.preserveLoss, l.expectedMasked))
+                if eraser.iteration % checkpointEvery == 0 || eraser.iteration == o.iterations { try eraser.saveState(to: statePath) }
+            }
+
+            // Binary masks, mask file, baked checkpoint.
+            let logits = eraser.logitArrays
+            let binary = binarisation.apply(logits)
+            let encoded = try JSONEncoder().encode(o)
+            var meta: [String: String] = [
+                "concept": o.concepts.map(\.name).joined(separator: ","), "objective": "final-sample MSE, target \(o.target)",
+                "beta": "\(beta)", "steps": "\(steps)", "guidance": "\(guidance)", "iterations": "\(o.iterations)",
+                "sites": o.sites.joined(separator: ","), "seed": "\(seed)", "binarisation": binarisation.description,
+                "relaxation": o.relaxation.name, "options": String(decoding: encoded, as: UTF8.self),
+                "base_model": model, "base_model_sha256": try modelHash(model),
+            ]
+            meta["format"] = "mce-masks-1"
+            let file = MaskFile(logits: logits, masks: binary, metadata: meta)
+            let maskPath = (out as NSString).appendingPathComponent("masks.safetensors")
+            try file.write(to: maskPath)
+            var isDir: ObjCBool = false
+            fm.fileExists(atPath: model, isDirectory: &isDir)
+            let baked = (out as NSString).appendingPathComponent(isDir.boolValue ? "model" : "model.safetensors")
+            if fm.fileExists(atPath: baked) { try fm.removeItem(atPath: baked) }
+            try Baker.bake(model: model, masks: file, to: baked, extraMetadata: ["mce_masks": meta["concept"]!, "mce_base_model_sha256": meta["base_model_sha256"]!])
+            let counts = file.maskedCounts
+            let masked = counts.map(\.masked).reduce(0, +), total = counts.map(\.total).reduce(0, +)
+            print("masks: \(maskPath)\nbaked checkpoint: \(baked)")
+            print(String(format: "masked %d of %d units (%.2f%%)", masked, total, 100 * Double(masked) / Double(max(1, total))))
+            for c in counts where c.masked > 0 { print("  \(c.site): \(c.masked)/\(c.total)") }
+
+            // Measure it.
+            guard evalPrompts > 0, let det = detectorModel, o.concepts.contains(where: { $0.classID != nil }) else {
+                log("no evaluation (needs a world concept and the detector)")
+                return
+            }
+            let result = try ErasureEvaluation.run(
+                model: transformer, masks: file.maskSet(), encoder: encoder, detector: det, concepts: o.concepts,
+                trainingItems: items, count: evalPrompts, steps: steps, guidance: guidance, seed: seed,
+                maskedUnits: masked, totalUnits: total,
+                maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site.description, $0.masked) })) { log("evaluate: \($0)") }
+            let r = result.report
+            struct Summary: Codable { let report: ErasureReport; let targets: ErasureReport.Targets; let history: [ErasureStepLog]; let options: ErasureOptions }
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try enc.encode(Summary(report: r, targets: r.targets, history: eraser.history, options: o))
+                .write(to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("report.json")), options: .atomic)
+            // Before/after grid: 10 concept and 10 neutral prompts, original above erased.
+            var imgs: [RGBImage] = [], labels: [String] = []
+            for set in ["held-in", "neutral"] {
+                guard let s = result.images[set] else { continue }
+                let k = min(10, s.prompts.count)
+                imgs += s.before.prefix(k); labels += s.prompts.prefix(k).map { "original: \($0)" }
+                imgs += s.after.prefix(k); labels += s.prompts.prefix(k).map { "erased: \($0)" }
+            }
+            let grid = (out as NSString).appendingPathComponent("grid.png")
+            try ImageGrid(columns: 10, scale: 3, gap: 2, labelLines: 3).write(imgs, labels: labels, to: grid)
+            print(String(format: """
+            concept detection rate (ACC): training prompts %.3f → %.3f, held-in %.3f → %.3f (target ≤ 0.05 from ≥ 0.85), held-out wording %.3f → %.3f
+            neutral prompts: object accuracy %.3f → %.3f (within 0.03), SSIM %.3f (≥ 0.85), colours kept %.3f
+            concept prompts' background kept %.3f (≥ 0.9 with the deconcept target)
+            """, r.training.before, r.training.after, r.heldIn.before, r.heldIn.after, r.heldOut.before, r.heldOut.after,
+                         r.neutral.before, r.neutral.after, r.neutralSSIM, r.neutralColorsKept, r.conceptBackgroundKept))
+            print("report: \((out as NSString).appendingPathComponent("report.json")), grid: \(grid)")
+        }
+    }
+}
+
+struct Masks: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Mask files: merge several, or bake one into a checkpoint.",
+                                                    subcommands: [Merge.self, Bake.self])
+
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Combines mask files: a unit is kept only if every file keeps it.")
+        @Argument(help: "Mask files.") var files: [String] = []
+        @Option(help: "Output mask file.") var out: String
+        func validate() throws { if files.count < 2 { throw ValidationError("give at least two mask files") } }
+        func run() throws {
+            try reportingErrors {
+                let merged = try MaskFile.merge(try files.map { try MaskFile.read($0) })
+                try merged.write(to: out)
+                let c = merged.maskedCounts
+                print("\(out): \(c.map(\.masked).reduce(0, +)) of \(c.map(\.total).reduce(0, +)) units masked")
+            }
+        }
+    }
+
+    struct Bake: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Folds a mask file's binary masks into a checkpoint (same layout as the input).")
+        @Option(help: "Mask file.") var masks: String
+        @Option(help: "Model to bake into.") var model: String = BaseModelSpec.defaultModelPath
+        @Option(help: "Output (folder for a folder model, file for a single-file model).") var out: String
+        func run() throws {
+            try reportingErrors {
+                let loader = try FluxWeightLoader(path: model)
+                let file = try MaskFile.read(masks, config: loader.config)
+                try Baker.bake(model: model, masks: file, to: out)
+                print("baked \(masks) into \(out)")
+            }
+        }
+    }
+}

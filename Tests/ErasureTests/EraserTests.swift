@@ -1,0 +1,238 @@
+import BaseModel
+import BLAS
+import Erasure
+import Flux
+import Foundation
+import SafeTensors
+import World
+import XCTest
+
+private let fixtureRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures")
+
+/// The pieces of the erasure objective: the mask relaxation, guided backprop through the sampler, prompts,
+/// and the optimisation loop (gradients vs finite differences, determinism, resume).
+final class EraserTests: XCTestCase {
+    static let encoder: PromptEncoder? = try? PromptEncoder()
+
+    // MARK: relaxation
+
+    func testHardConcreteMatchesTheAuthorsTable() {
+        let hc = MaskRelaxation.authors
+        func range(_ l: Double) -> (Double, Double) {
+            let v = stride(from: 0.0, through: 1.0, by: 0.001).map { hc.sample(logit: l, u: $0).mask }
+            return (v.min()!, v.max()!)
+        }
+        // method.md §2.2: λ = 3 → [0.9897, 1], m(u = ½) = 1; λ = 0 → [0.152, 0.848], ½; λ = 1 → ½ gives 0.823.
+        XCTAssertEqual(range(3).0, 0.9897, accuracy: 1e-3); XCTAssertEqual(range(3).1, 1)
+        XCTAssertEqual(hc.expected(logit: 3), 1)
+        XCTAssertEqual(range(0).0, 0.152, accuracy: 1e-3); XCTAssertEqual(range(0).1, 0.848, accuracy: 1e-3)
+        XCTAssertEqual(hc.expected(logit: 0), 0.5, accuracy: 1e-12)
+        XCTAssertEqual(hc.expected(logit: 1), 0.823, accuracy: 1e-3)
+        XCTAssertEqual(range(-3.1).1, 0)
+        XCTAssertEqual(range(-1).1, 0.536, accuracy: 1e-3)
+    }
+
+    func testRelaxationDerivativesMatchFiniteDifferences() {
+        for r in [MaskRelaxation.authors, .sigmoid] {
+            for (l, u) in [(0.3, 0.2), (-0.7, 0.9), (1.5, 0.5), (2.2, 0.1)] {
+                let h = 1e-6
+                let fd = (r.sample(logit: l + h, u: u).mask - r.sample(logit: l - h, u: u).mask) / (2 * h)
+                XCTAssertEqual(r.sample(logit: l, u: u).dLogit, fd, accuracy: 1e-6, "\(r) λ \(l) u \(u)")
+            }
+        }
+        XCTAssertEqual(MaskRelaxation.authors.sample(logit: 5, u: 0.5).dLogit, 0, "saturated: no gradient")
+    }
+
+    func testBinarisation() throws {
+        let s0 = MaskSite(.ff, block: 0), s1 = MaskSite(.ffContext, block: 0)
+        let logits: [MaskSite: [Float]] = [s0: [2, -1, 0.5, -3], s1: [0, 4, -0.1, 1]]
+        XCTAssertEqual(try Binarisation.parse("threshold").apply(logits)[s0], [1, 0, 1, 0])
+        XCTAssertEqual(try Binarisation.parse("threshold:0").apply(logits)[s1], [0, 1, 0, 1])
+        XCTAssertEqual(try Binarisation.parse("top-site:0.5").apply(logits)[s0], [1, 0, 1, 0])
+        let g = try Binarisation.parse("top-global:0.25").apply(logits)
+        XCTAssertEqual(g[s0], [1, 0, 0, 0]); XCTAssertEqual(g[s1], [0, 1, 0, 0])
+        XCTAssertThrowsError(try Binarisation.parse("top-site:0")) { XCTAssertTrue("\($0)".contains("--binarise")) }
+        XCTAssertThrowsError(try Binarisation.parse("median"))
+    }
+
+    // MARK: SSIM against torchmetrics
+
+    func testSSIMMatchesTorchmetrics() throws {
+        let f = try SafeTensorsFile(path: fixtureRoot.appendingPathComponent("erasure/ssim.safetensors").path)
+        let ref = try f.doubles("ssim")
+        for i in ref.indices {
+            let a = RGBImage(width: 32, height: 32, data: try f.doubles("a.\(i)").map(Float.init))
+            let b = RGBImage(width: 32, height: 32, data: try f.doubles("b.\(i)").map(Float.init))
+            XCTAssertEqual(SSIM.mean(a, b), ref[i], accuracy: 1e-5, "pair \(i)")
+        }
+    }
+
+    // MARK: guided backprop through the sampler
+
+    /// With classifier-free guidance, the checkpointed gradient w.r.t. mask values and x_T equals central
+    /// finite differences of the guided sampler's loss (float64).
+    func testGuidedSamplerGradientMatchesFiniteDifferences() throws {
+        let cfg = BaseModelSpec.config(width: 64, headDim: 32, doubleBlocks: 1, singleBlocks: 1)
+        let model = FluxTransformer(weights: FluxWeights<Double>.random(config: cfg, seed: 3))
+        var rng = SplitMix64(seed: 11)
+        let B = 2, Lt = 5, Li = BaseModelSpec.tokens, C = cfg.inChannels
+        let ehs = Buffer<Double>((0..<(2 * B * Lt * 384)).map { _ in rng.normal() })
+        let pooled = Buffer<Double>((0..<(2 * B * 384)).map { _ in rng.normal() * 0.1 })
+        let cond = try FluxConditioning(config: cfg, batch: 2 * B, encoderHiddenStates: ehs, pooledProjections: pooled, guidance: nil,
+                                        txtIds: Packing.textIds(count: Lt), imgIds: BaseModelSpec.imageIds)
+        let start = Buffer<Double>((0..<(B * Li * C)).map { _ in rng.normal() })
+        let target = Buffer<Double>((0..<(B * Li * C)).map { _ in rng.normal() * 0.5 })
+        let sites = [MaskSite(.ff, block: 0), MaskSite(.norm1Context, block: 0), MaskSite(.projMLP, block: 0)]
+        var masks = MaskSet<Double>()
+        for s in sites { masks[s] = Buffer((0..<s.width(cfg)).map { _ in 0.5 + rng.uniform() }) }
+        let schedule = try FlowMatchSchedule(steps: 3, shift: .none)
+        func loss(_ m: MaskSet<Double>, _ x: Buffer<Double>) throws -> Double {
+            let s = CheckpointedSampler(transformer: model, cond: cond, schedule: schedule, masks: m, guidanceScale: 2.5)
+            return try Objectives.meanSquaredError(target: target)(try s.sample(start: x)).loss
+        }
+        let sampler = CheckpointedSampler(transformer: model, cond: cond, schedule: schedule, masks: masks, guidanceScale: 2.5)
+        let r = try sampler.gradient(start: start, maskGradients: sites, objective: Objectives.meanSquaredError(target: target))
+        XCTAssertEqual(r.loss, try loss(masks, start), accuracy: 1e-12)
+        let h = 1e-5
+        for s in sites {
+            for j in [0, 7, s.width(cfg) - 1] {
+                let orig = masks[s]![j]
+                masks[s]![j] = orig + h; let lp = try loss(masks, start)
+                masks[s]![j] = orig - h; let lm = try loss(masks, start)
+                masks[s]![j] = orig
+                let fd = (lp - lm) / (2 * h)
+                XCTAssertEqual(r.grads.masks[s]![j], fd, accuracy: 1e-7 + 1e-5 * abs(fd), "\(s)[\(j)]")
+            }
+        }
+        for j in [0, 100, start.count - 1] {
+            let orig = start[j]
+            start[j] = orig + h; let lp = try loss(masks, start)
+            start[j] = orig - h; let lm = try loss(masks, start)
+            start[j] = orig
+            XCTAssertEqual(r.grads.hidden[j], (lp - lm) / (2 * h), accuracy: 1e-8, "x_T[\(j)]")
+        }
+    }
+
+    // MARK: prompts
+
+    func testWorldPrompts() throws {
+        let cat = try ConceptSpec.resolve("kitten")
+        XCTAssertEqual(cat.name, "cat"); XCTAssertEqual(cat.classID, Vocabulary.classID(named: "cat"))
+        XCTAssertTrue(cat.phrases.contains("feline"), "held-out synonyms name the concept too")
+        let items = try ErasurePrompts.world(concepts: [cat], conceptCount: 20, neutralCount: 20, target: .deconcept, seed: 1)
+        XCTAssertEqual(items.filter(\.isConcept).count, 20); XCTAssertEqual(items.filter { !$0.isConcept }.count, 20)
+        XCTAssertTrue(items[0].isConcept); XCTAssertFalse(items[1].isConcept, "interleaved")
+        for it in items {
+            XCTAssertEqual(cat.isMentioned(in: it.prompt), it.isConcept, it.prompt)
+            if it.isConcept {
+                XCTAssertFalse(cat.isMentioned(in: it.targetPrompt), it.targetPrompt)
+                XCTAssertTrue(it.targetPrompt.contains("object"), it.targetPrompt)
+                XCTAssertTrue(it.targetPrompt.contains(Vocabulary.colors[it.bgColor!].name), "background colour stays")
+            } else {
+                XCTAssertEqual(it.targetPrompt, it.prompt)
+            }
+        }
+        XCTAssertEqual(Set(items.map(\.seed)).count, items.count, "one noise seed per prompt")
+        XCTAssertEqual(try ErasurePrompts.world(concepts: [cat], conceptCount: 20, neutralCount: 20, target: .deconcept, seed: 1), items)
+        let null = try ErasurePrompts.world(concepts: [cat], conceptCount: 3, neutralCount: 0, target: .null, seed: 1)
+        XCTAssertEqual(null.map(\.targetPrompt), ["", "", ""])
+        let dog = try ErasurePrompts.world(concepts: [cat], conceptCount: 3, neutralCount: 0, target: .anchor("dog"), seed: 1)
+        XCTAssertTrue(dog.allSatisfy { $0.targetPrompt.contains("dog") })
+        XCTAssertEqual(cat.replacing(in: "an orange kitten on a gray background", with: "object"), "an orange object on a gray background")
+        XCTAssertEqual(cat.replacing(in: "a kitten, blue background", with: "elephant"), "an elephant, blue background")
+        let free = try ConceptSpec.resolve("Spaceship", synonyms: ["rocket"])
+        XCTAssertNil(free.classID)
+        XCTAssertTrue(free.isMentioned(in: "a red rocket on a blue background"))
+        XCTAssertFalse(free.isMentioned(in: "a red rocketeer"))
+    }
+
+    func testPromptFileErrors() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mce-prompts-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cat = try ConceptSpec.resolve("cat")
+        let good = dir.appendingPathComponent("c.txt").path, bad = dir.appendingPathComponent("bad.txt").path
+        let neutral = dir.appendingPathComponent("n.txt").path
+        try "# concept prompts\na cat on a red background\n\na gray kitten\n".write(toFile: good, atomically: true, encoding: .utf8)
+        try "a cat\na dog on a red background\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        try "a dog\na kitty\n".write(toFile: neutral, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ErasurePrompts.files(conceptFile: good, neutralFile: nil, concepts: [cat], target: .deconcept, seed: 0).count, 2)
+        XCTAssertThrowsError(try ErasurePrompts.files(conceptFile: bad, neutralFile: nil, concepts: [cat], target: .deconcept, seed: 0)) {
+            XCTAssertTrue("\($0)".contains("line 2") && "\($0)".contains("does not mention"), "\($0)")
+        }
+        XCTAssertThrowsError(try ErasurePrompts.files(conceptFile: good, neutralFile: neutral, concepts: [cat], target: .deconcept, seed: 0)) {
+            XCTAssertTrue("\($0)".contains("line 2") && "\($0)".contains("mentions the concept"), "\($0)")
+        }
+        XCTAssertThrowsError(try ErasurePrompts.files(conceptFile: dir.appendingPathComponent("none").path, neutralFile: nil,
+                                                      concepts: [cat], target: .deconcept, seed: 0)) {
+            XCTAssertTrue("\($0)".contains("cannot read prompt file"), "\($0)")
+        }
+    }
+
+    func testSiteSelection() throws {
+        let cfg = BaseModelSpec.config(width: 64, doubleBlocks: 2, singleBlocks: 1)
+        XCTAssertEqual(try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: cfg),
+                       ["transformer_blocks.0.ff", "transformer_blocks.1.ff", "transformer_blocks.0.ff_context",
+                        "transformer_blocks.1.ff_context", "transformer_blocks.0.norm1_context", "transformer_blocks.1.norm1_context"])
+        XCTAssertEqual(try ErasureOptions.expandSites(["single_transformer_blocks.0.proj_mlp"], config: cfg), ["single_transformer_blocks.0.proj_mlp"])
+        XCTAssertThrowsError(try ErasureOptions.expandSites(["ffn"], config: cfg)) { XCTAssertTrue("\($0)".contains("unknown site 'ffn'")) }
+        XCTAssertThrowsError(try ErasureOptions.expandSites(["transformer_blocks.5.ff"], config: cfg)) {
+            XCTAssertTrue("\($0)".contains("does not exist"), "\($0)")
+        }
+    }
+
+    // MARK: the loop
+
+    func eraser(_ model: FluxTransformer<Float>, relaxation: MaskRelaxation = .authors, guidance: Double = 1) throws -> Eraser {
+        let encoder = try XCTUnwrap(Self.encoder, "MiniLM not found: run scripts/fetch_minilm.sh")
+        var o = ErasureOptions()
+        o.concepts = [try ConceptSpec.resolve("cat")]
+        o.sites = try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: model.config)
+        o.samplingSteps = 3; o.iterations = 6; o.batch = 2; o.beta = 0.5; o.guidance = guidance; o.relaxation = relaxation
+        o.lr = 0.5; o.seed = 4
+        let items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: 3, neutralCount: 3, target: o.target, seed: 4)
+        return try Eraser(model: model, encoder: encoder, items: items, options: o)
+    }
+
+    func tinyModel() -> FluxTransformer<Float> {
+        FluxTransformer(weights: FluxWeights<Float>.random(config: BaseModelSpec.config(width: 64, doubleBlocks: 1, singleBlocks: 1), seed: 9))
+    }
+
+    func testDeterministicResumableAndLearning() throws {
+        let model = tinyModel()
+        let a = try eraser(model), b = try eraser(model)
+        var la: [Double] = [], lb: [Double] = []
+        for _ in 0..<4 { la.append(try a.step().loss) }
+        for _ in 0..<2 { lb.append(try b.step().loss) }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mce-erase-\(UUID().uuidString).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try b.saveState(to: path)
+        let c = try eraser(model)
+        try c.loadState(from: path)
+        XCTAssertEqual(c.iteration, 2)
+        for _ in 0..<2 { lb.append(try c.step().loss) }
+        XCTAssertEqual(la, lb, "same seed, same losses, also across a saved state")
+        XCTAssertEqual(a.logitArrays, c.logitArrays)
+        XCTAssertNotEqual(a.logitArrays[MaskSite(.ff, block: 0)]!, Array(repeating: 3, count: 256), "logits moved")
+        // A state written with other options is refused.
+        let other = try eraser(model, relaxation: .sigmoid)
+        XCTAssertThrowsError(try other.loadState(from: path)) { XCTAssertTrue("\($0)".contains("different options"), "\($0)") }
+    }
+
+    /// The logit gradient the loop feeds AdamW equals finite differences of the whole objective (erase + β·preserve
+    /// through the guided sampler), with the deterministic sigmoid relaxation. The loop's first step is plain
+    /// sign-like Adam, so this is checked through a probe that reads the loss at perturbed logits.
+    func testObjectiveGradientMatchesFiniteDifferences() throws {
+        let model = tinyModel()
+        let e = try eraser(model, relaxation: .sigmoid, guidance: 2)
+        let site = MaskSite(.ffContext, block: 0)
+        let (l0, g) = try e.probe(iteration: 0)
+        XCTAssertTrue(l0 > 0)
+        let h: Float = 1e-2
+        for j in [0, 5, 100] {
+            let fd = (try e.probe(iteration: 0, perturb: (site, j, h)).loss - (try e.probe(iteration: 0, perturb: (site, j, -h)).loss)) / Double(2 * h)
+            XCTAssertEqual(Double(g[site]![j]), fd, accuracy: 2e-3 * max(abs(fd), 1e-4) + 1e-7, "\(site)[\(j)]")
+        }
+    }
+}
