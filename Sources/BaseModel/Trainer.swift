@@ -179,6 +179,17 @@ public final class Trainer {
     }
 }
 
+extension Trainer {
+    /// The EMA weights and step of a `saveCheckpoint` file, or nil when the file is not such a checkpoint.
+    public static func emaWeights(checkpoint path: String) throws -> (weights: FluxWeights<Float>, step: Int)? {
+        guard path.hasSuffix(".safetensors"), let f = try? SafeTensorsFile(path: path), let json = f.metadata["options"],
+              let o = try? JSONDecoder().decode(TrainingOptions.self, from: Data(json.utf8)), f.contains("ema.0") else { return nil }
+        let w = FluxWeights<Float>.zeros(config: o.config)
+        for (i, b) in w.allBuffers.enumerated() { try f.decode("ema.\(i)", into: b.buffer) }
+        return (w, Int(f.metadata["step"] ?? "0") ?? 0)
+    }
+}
+
 /// Σ x² in Double, over worker chunks (each chunk sums in Float with four partial sums first).
 func sumOfSquares(_ b: Buffer<Float>) -> Double {
     let chunks = max(1, min(Parallel.workerCount, b.count / 65_536))

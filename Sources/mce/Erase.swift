@@ -138,7 +138,6 @@ struct Erase: ParsableCommand {
             var isDir: ObjCBool = false
             fm.fileExists(atPath: model, isDirectory: &isDir)
             let baked = (out as NSString).appendingPathComponent(isDir.boolValue ? "model" : "model.safetensors")
-            if fm.fileExists(atPath: baked) { try fm.removeItem(atPath: baked) }
             try Baker.bake(model: model, masks: file, to: baked, extraMetadata: ["mce_masks": meta["concept"]!, "mce_base_model_sha256": meta["base_model_sha256"]!])
             let counts = file.maskedCounts
             let masked = counts.map(\.masked).reduce(0, +), total = counts.map(\.total).reduce(0, +)

@@ -1,0 +1,62 @@
+import Foundation
+import SafeTensors
+import XCTest
+
+/// `mce erase` and `mce masks` as a user runs them: a short real run on the committed base model, and the
+/// clear errors bad arguments get.
+extension CLITests {
+    var repoRoot: URL { Self.golden.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+    var baseModel: String { repoRoot.appendingPathComponent("models/base").path }
+
+    func testEraseBadInput() throws {
+        let out = dir.appendingPathComponent("e").path
+        let common = ["erase", "--model", baseModel, "--out", out, "--iterations", "1", "--eval-prompts", "0"]
+        func fails(_ extra: [String], _ message: String, exit: Int32 = 1, line: UInt = #line) throws {
+            let r = try mce(common + extra, expectExit: exit, line: line)
+            XCTAssertTrue(r.err.contains(message), "expected '\(message)' in: \(r.err)", line: line)
+        }
+        try fails(["--concept", "cat", "--sites", "ffn"], "unknown site 'ffn'")
+        try fails(["--concept", "cat", "--sites", "transformer_blocks.7.ff"], "does not exist")
+        try fails(["--concept", "cat", "--beta=-1"], "--beta must be ≥ 0", exit: 64)
+        try fails(["--concept", "cat", "--steps", "0"], "must be ≥ 1", exit: 64)
+        try fails(["--concept", "ꙮ"], "unknown")   // a character MiniLM's vocabulary lacks, in every generated prompt
+        let prompts = dir.appendingPathComponent("p.txt").path
+        try "a red dog on a blue background\n".write(toFile: prompts, atomically: true, encoding: .utf8)
+        try fails(["--concept", "cat", "--prompts", prompts], "does not mention the concept")
+        let file = dir.appendingPathComponent("plain").path
+        try "x".write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try mce(["erase", "--model", baseModel, "--concept", "cat", "--out", file + "/sub", "--iterations", "1"], expectExit: 1)
+        XCTAssertTrue(r.err.contains("--out"), r.err)
+        let m = try mce(["erase", "--model", dir.appendingPathComponent("nothing").path, "--concept", "cat", "--out", out], expectExit: 1)
+        XCTAssertTrue(m.err.contains("nothing"), m.err)
+    }
+
+    /// Two iterations through a 2-step sampler on the committed model: mask file, baked checkpoint in the input's
+    /// layout (loadable by `mce sample`-style commands), resume, merge.
+    func testEraseEndToEnd() throws {
+        let out = dir.appendingPathComponent("erase").path
+        let args = ["erase", "--model", baseModel, "--concept", "bag", "--out", out, "--iterations", "2", "--steps", "2",
+                    "--concept-prompts", "2", "--neutral-prompts", "2", "--eval-prompts", "0", "--lr", "4"]
+        let r = try mce(args)
+        XCTAssertTrue(r.out.contains("masked"), r.out)
+        let masks = try SafeTensorsFile(path: out + "/masks.safetensors")
+        XCTAssertEqual(masks.metadata["concept"], "bag")
+        XCTAssertNotNil(masks.metadata["base_model_sha256"])
+        XCTAssertTrue(masks.contains("transformer_blocks.0.ff.logits") && masks.contains("transformer_blocks.1.norm1_context.mask"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/model/config.json"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/model/diffusion_pytorch_model.safetensors"))
+        let logits = try masks.doubles("transformer_blocks.0.ff.logits")
+        XCTAssertTrue(logits.contains { $0 != 3 }, "the logits moved")
+        // The same arguments give the same masks; --resume at the end changes nothing.
+        let again = dir.appendingPathComponent("again").path
+        try mce(args.map { $0 == out ? again : $0 })
+        XCTAssertEqual(try SafeTensorsFile(path: again + "/masks.safetensors").doubles("transformer_blocks.0.ff.logits"), logits)
+        try mce(args + ["--resume"])
+        XCTAssertEqual(try SafeTensorsFile(path: out + "/masks.safetensors").doubles("transformer_blocks.0.ff.logits"), logits)
+        // Merge two mask files and bake the result.
+        let merged = dir.appendingPathComponent("merged.safetensors").path
+        try mce(["masks", "merge", out + "/masks.safetensors", again + "/masks.safetensors", "--out", merged])
+        try mce(["masks", "bake", "--masks", merged, "--model", baseModel, "--out", dir.appendingPathComponent("baked").path])
+        try mce(["info", "--model", dir.appendingPathComponent("baked").path])
+    }
+}
