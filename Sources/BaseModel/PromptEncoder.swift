@@ -2,6 +2,7 @@ import BLAS
 import Flux
 import Foundation
 import TextEncoder
+import World
 
 /// Turns prompts into the transformer's text conditioning with MiniLM: last hidden states as
 /// `encoder_hidden_states` (384-d per token) and the normalised mean-pooled embedding as
@@ -11,7 +12,33 @@ public final class PromptEncoder: @unchecked Sendable {
     private var cache: [String: TextEncoding] = [:]
     private let lock = NSLock()
 
-    public init(miniLM: MiniLM) { self.miniLM = miniLM }
+    /// Text sequences are zero-padded to at least this many tokens, so a prompt's conditioning — and hence
+    /// its sample — does not depend on which other prompts share its batch (FLUX passes no attention mask;
+    /// padded tokens are attended to). Default: the longest caption the world's grammar can produce.
+    public var paddedLength: Int
+
+    public init(miniLM: MiniLM) {
+        self.miniLM = miniLM
+        paddedLength = Self.longestWorldCaption(miniLM)
+    }
+
+    /// Tokens (with [CLS]/[SEP]) of the longest caption over every template and synonym, training and held-out,
+    /// with the colour names that tokenize longest.
+    static func longestWorldCaption(_ m: MiniLM) -> Int {
+        func count(_ t: String) -> Int { (try? m.tokenIds(t, allowUnknown: true).count) ?? 0 }
+        let colours = Vocabulary.colors.map(\.name).sorted { count($0) > count($1) }
+        let (c1, c2) = (colours[0], colours.count > 1 ? colours[1] : colours[0])
+        var longest = 2
+        for t in CaptionGrammar.templates.indices {
+            for cls in Vocabulary.classes {
+                for syn in cls.synonyms {
+                    let text = CaptionGrammar.render(template: t, noun: syn.text, plural: syn.plural, objColor: c1, bgColor: c2)
+                    longest = max(longest, count(text))
+                }
+            }
+        }
+        return longest
+    }
 
     public convenience init(directory: String? = nil) throws {
         self.init(miniLM: try MiniLM(directory: directory ?? MiniLM.defaultDirectory()))
@@ -49,8 +76,8 @@ public final class PromptEncoder: @unchecked Sendable {
         return prompts.map { cache[$0]! }
     }
 
-    /// Conditioning for a batch of prompts (one per sample). Text sequences are zero-padded to the longest
-    /// in the batch (FLUX passes no attention mask; padded tokens become the context embedder's bias).
+    /// Conditioning for a batch of prompts (one per sample). Text sequences are zero-padded to `paddedLength`
+    /// or the longest in the batch (FLUX passes no attention mask; padded tokens become the context embedder's bias).
     public func conditioning(
         _ encodings: [TextEncoding], config: FluxConfig, imageIds: [Double]
     ) throws -> FluxConditioning<Float> {
@@ -59,7 +86,7 @@ public final class PromptEncoder: @unchecked Sendable {
         guard first.hiddenSize == D, config.pooledProjectionDim == D else {
             throw FluxError.badInput("the model expects \(config.jointAttentionDim)-d text states and \(config.pooledProjectionDim)-d pooled embeddings; MiniLM gives \(first.hiddenSize)")
         }
-        let lt = encodings.map(\.count).max()!
+        let lt = max(paddedLength, encodings.map(\.count).max()!)
         let ehs = Buffer<Float>.zeros(B * lt * D)
         let pooled = Buffer<Float>(uninitialized: B * D)
         for (b, e) in encodings.enumerated() {
