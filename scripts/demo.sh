@@ -1,24 +1,16 @@
 #!/usr/bin/env bash
-# The README's main command. Installs build dependencies if missing, builds mce (release) and runs the
-# main job on the shipped default. Today that is the FLUX engine on a committed FLUX-architecture model
-# (the golden `dev` fixture: guidance embeddings, 2 double + 3 single blocks): its layout and size, one
-# forward pass checked against diffusers' float64 output, and a 4-step sample; then PNG samples from the
-# small world's committed base model (models/base).
+# The README's main command: erase one concept from the committed base model (models/base) with the default
+# settings, then print where the report, the mask file and the baked checkpoint are. Installs build
+# dependencies and the data/MiniLM if missing (scripts/setup.sh) and builds mce in release mode.
+#   scripts/demo.sh [CONCEPT]        (default: bag; any world class or synonym)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+concept=${1:-bag}
 scripts/setup.sh
 swift build -c release --product mce >&2
-bin=.build/release/mce
-G=Tests/Fixtures/golden
 out=${MCE_OUT:-out/demo}
 mkdir -p "$out"
-"$bin" info --model "$G/dev"
-"$bin" forward --model "$G/dev" --inputs "$G/dev.io.safetensors" --output "$out/forward.safetensors"
-"$bin" sample --model "$G/dev_bfl.safetensors" --config "$G/dev/config.json" --inputs "$G/dev.sample.safetensors" \
-    --steps 4 --output "$out/sample.safetensors"
-"$bin" compare "$out/forward.safetensors" output "$G/dev.io.safetensors" output_float64_reference
-"$bin" compare "$out/sample.safetensors" sample "$G/dev.sample.safetensors" sample_float64_reference
-# The small world's committed (preliminary) text-to-image model: PNG samples for two prompts.
-"$bin" generate --prompt "a red cat on a blue background" --prompt "a yellow sneaker on a purple background" \
-    --count 4 --guidance 3 --out "$out/generate"
-echo "outputs in $out/"
+# A look at the model first: four samples of the concept (PNG grid).
+.build/release/mce generate --prompt "a red $concept on a blue background" --count 4 --out "$out/generate" >&2
+.build/release/mce erase --concept "$concept" --out "$out/erase-$concept"
+echo "samples before erasure: $out/generate/grid.png"

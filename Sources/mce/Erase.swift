@@ -113,7 +113,7 @@ struct Erase: ParsableCommand {
             log("erasing \(o.concepts.map(\.name).joined(separator: ", ")): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(beta), N \(steps), guidance \(guidance), \(eraser.sites.count) sites (\(eraser.sites.map { $0.width(cfg) }.reduce(0, +)) units), \(o.iterations) iterations")
             let tp = Progress(total: items.count * steps, label: "targets")
             try eraser.prepareTargets { d, _ in tp.update(d) }
-            let bar = Progress(total: o.iterations, label: "erase")
+            let bar = Progress(total: o.iterations, label: "erase", initial: eraser.iteration)
             while eraser.iteration < o.iterations {
                 let l = try eraser.step()
                 bar.update(eraser.iteration, extra: String(format: "erase %.4f  preserve %.5f  masked %d", l.eraseLoss, l.preserveLoss, l.expectedMasked))

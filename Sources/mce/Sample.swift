@@ -73,11 +73,14 @@ final class Progress {
     private let tty = isatty(2) != 0
     private var lastLine = Date()
 
-    init(total: Int, label: String) { self.total = total; self.label = label }
+    /// Work done before this run (a resumed job), left out of the rate the ETA is computed from.
+    let initial: Int
+
+    init(total: Int, label: String, initial: Int = 0) { self.total = total; self.label = label; self.initial = initial }
 
     func update(_ done: Int, extra: String = "") {
         let elapsed = Date().timeIntervalSince(start)
-        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+        let eta = done > initial ? elapsed / Double(done - initial) * Double(total - done) : 0
         let line = String(format: "%@ %d/%d  %.1fs elapsed, ETA %.1fs%@", label, done, total, elapsed, eta, extra.isEmpty ? "" : "  " + extra)
         if tty {
             FileHandle.standardError.write(Data("\r\u{1B}[K\(line)\(done == total ? "\n" : "")".utf8))

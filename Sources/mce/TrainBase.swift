@@ -46,8 +46,8 @@ struct TrainBase: ParsableCommand {
                 log("resumed at step \(trainer.step)")
             }
             log("model: \(o.config.parameterCount) parameters, \(o.doubleBlocks) double + \(o.singleBlocks) single blocks, width \(o.width)")
-            let progress = Progress(total: steps, label: "train-base")
             let first = trainer.step
+            let progress = Progress(total: steps, label: "train-base", initial: first)
             let stop = min(steps, first + (maxSteps ?? steps))
             var smooth = 0.0
             let t0 = Date()
