@@ -25,7 +25,7 @@ struct Erase: ParsableCommand {
     var target: String = "deconcept"
     @Option(help: "Weight β of the preservation term.") var beta: Double = 1
     @Option(help: "Sampling steps N the loss backpropagates through.") var steps: Int = 20
-    @Option(help: "Classifier-free guidance scale of the sampler (1 = off).") var guidance: Double = 1
+    @Option(help: "Classifier-free guidance scale of the sampler (1 = off); the base model is sampled at 3.") var guidance: Double = BaseModelSpec.defaultGuidance
     @Option(help: "Mask sites: kinds (ff, ff_context, norm1_context, norm1, attn, proj_mlp, norm, single_attn) or names, comma-separated.")
     var sites: String = ErasureOptions.defaultSiteKinds.joined(separator: ",")
     @Option(help: "Optimiser steps.") var iterations: Int?

@@ -14,7 +14,7 @@ struct EvaluateBase: ParsableCommand {
     @Option(help: "Detector weights.") var detector: String = SceneDetector.defaultPath
     @Option(help: "Samples per prompt set (held-in, held-out, real).") var samples: Int = 1000
     @Option(help: "Euler steps.") var steps: Int = 20
-    @Option(help: "Classifier-free guidance scale (1 = off).") var guidance: Double = 1
+    @Option(help: "Classifier-free guidance scale (1 = off).") var guidance: Double = BaseModelSpec.defaultGuidance
     @Option(help: "Seed of prompts, colours and noise.") var seed: UInt64 = 0
     @Option(help: "Folder for report.json and a sample grid.") var out: String = "out/evaluate-base"
     @Flag(help: "Print the report as JSON on stdout.") var json = false

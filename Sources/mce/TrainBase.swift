@@ -80,7 +80,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Images per prompt.") var count: Int = 4
     @Option(help: "First seed; image k of a prompt uses seed + k.") var seed: UInt64 = 0
     @Option(help: "Euler steps.") var steps: Int = 20
-    @Option(help: "Classifier-free guidance scale (1 = off).") var guidance: Double = 1
+    @Option(help: "Classifier-free guidance scale (1 = off).") var guidance: Double = BaseModelSpec.defaultGuidance
     @Option(help: "Output folder.") var out: String = "out/generate"
 
     func validate() throws {
