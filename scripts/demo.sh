@@ -2,10 +2,10 @@
 # The README's main command: erase one concept from the committed base model (models/base) with the default
 # settings, then print where the report, the mask file and the baked checkpoint are. Installs build
 # dependencies and the data/MiniLM if missing (scripts/setup.sh) and builds mce in release mode.
-#   scripts/demo.sh [CONCEPT]        (default: bag; any world class or synonym)
+#   scripts/demo.sh [CONCEPT]        (default: "ankle boot"; any world class or synonym)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-concept=${1:-bag}
+concept=${1:-ankle boot}
 scripts/setup.sh
 swift build -c release --product mce >&2
 out=${MCE_OUT:-out/demo}
