@@ -12,5 +12,5 @@ out=${MCE_OUT:-out/demo}
 mkdir -p "$out"
 # A look at the model first: four samples of the concept (PNG grid).
 .build/release/mce generate --prompt "a red $concept on a blue background" --count 4 --out "$out/generate" >&2
-.build/release/mce erase --concept "$concept" --out "$out/erase-$concept"
+.build/release/mce erase --concept "$concept" --out "$out/erase-${concept// /-}"
 echo "samples before erasure: $out/generate/grid.png"
