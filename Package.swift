@@ -70,15 +70,17 @@ let package = Package(
                 "Flux", "SafeTensors", "TextEncoder", "World", "BaseModel", "Detector", "Erasure",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        // Fixture paths and tolerance checks shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["SafeTensors"], path: "Tests/TestSupport"),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
-        .testTarget(name: "FluxTests", dependencies: ["Flux", "SafeTensors", "BLAS"]),
+        .testTarget(name: "FluxTests", dependencies: ["Flux", "SafeTensors", "BLAS", "TestSupport"]),
         // Runs the built `mce` binary end to end on the fixtures (depends on it so it is built first).
         .testTarget(name: "TextEncoderTests", dependencies: ["TextEncoder", "SafeTensors"]),
         .testTarget(name: "WorldTests", dependencies: ["World"]),
         .testTarget(name: "DetectorTests", dependencies: ["Detector", "World", "BLAS"]),
         .testTarget(name: "BaseModelTests", dependencies: ["BaseModel", "Flux", "World", "TextEncoder"]),
         .testTarget(name: "CLITests", dependencies: ["mce", "SafeTensors"]),
-        .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Flux", "SafeTensors", "BLAS", "BaseModel", "World"]),
+        .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Flux", "SafeTensors", "BLAS", "BaseModel", "World", "TestSupport"]),
     ],
     // Kernels hand raw buffer pointers to worker threads by design; Swift 6's strict checking of that
     // would need an unsafe wrapper at every call, so the package builds in the Swift 5 language mode.

@@ -2,6 +2,7 @@ import BLAS
 import Flux
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 @testable import Erasure
@@ -17,7 +18,7 @@ final class BakingTests: XCTestCase {
     ]
 
     static func config(_ model: String) throws -> FluxConfig {
-        try FluxConfig.load(json: URL(fileURLWithPath: BakeFixtures.path("\(model)/config.json")))
+        try FluxConfig.load(json: URL(fileURLWithPath: Fixtures.golden("\(model)/config.json")))
     }
 
     /// Every site of every kind, each unit masked with probability `p`, deterministic in `seed`.
@@ -36,9 +37,9 @@ final class BakingTests: XCTestCase {
     /// Forward on `<model>.io.safetensors` and a 4-step sample on `<model>.sample.safetensors`.
     func outputs<T: Scalar>(_ loader: FluxWeightLoader, model: String, masks: MaskSet<T>, as: T.Type) throws -> (forward: [T], sample: [T]) {
         let transformer = FluxTransformer(weights: try loader.load(as: T.self))
-        let io = try ModelInputs<T>(path: BakeFixtures.path("\(model).io.safetensors"), config: loader.config, requireTimestep: true)
+        let io = try ModelInputs<T>(path: Fixtures.golden("\(model).io.safetensors"), config: loader.config, requireTimestep: true)
         let out = try transformer.forward(hidden: io.hidden.p, sigma: io.timestep!, cond: io.cond, masks: masks).array
-        let file = BakeFixtures.path("\(model).sample.safetensors")
+        let file = Fixtures.golden("\(model).sample.safetensors")
         let meta = try SafeTensorsFile(path: file).metadata
         let inp = try ModelInputs<T>(path: file, config: loader.config, requireTimestep: false)
         let shift: TimeShift = meta["shift"] == "dynamic" ? .dynamic(imageSeqLen: inp.imageTokens) : .none
@@ -124,7 +125,7 @@ final class BakingTests: XCTestCase {
             XCTAssertEqual(fraction, 0.3, accuracy: 0.05)
             XCTAssertEqual(Set(counts.map(\.site.kind)).count, 8, "all site kinds")
 
-            let source = BakeFixtures.path(path)
+            let source = Fixtures.golden(path)
             let isFile = path.hasSuffix(".safetensors")
             let dest = dir + "/baked-\(k)" + (isFile ? ".safetensors" : "")
             let summary = try Baker.bake(model: source, masks: masks, to: dest, config: cfg, extraMetadata: ["note": "test"])
@@ -162,15 +163,15 @@ final class BakingTests: XCTestCase {
     /// `--check-baked DIR` (diffusers loads the baked checkpoint).
     func testBakedDevMatchesDiffusersWithHookedMasks() throws {
         let cfg = try Self.config("dev")
-        let masks = try MaskFile.read(BakeFixtures.path("dev-mask.safetensors"), config: cfg)
+        let masks = try MaskFile.read(Fixtures.golden("dev-mask.safetensors"), config: cfg)
         XCTAssertEqual(Set(masks.masks.keys.map(\.kind)).count, 8)
-        let ref = try SafeTensorsFile(path: BakeFixtures.path("dev-masked-out.safetensors")).doubles("output_float64_reference")
+        let ref = try SafeTensorsFile(path: Fixtures.golden("dev-masked-out.safetensors")).doubles("output_float64_reference")
         let dir = try BakeFixtures.tempDir(self)
         var dests = [dir + "/dev-baked"]
         if let keep = ProcessInfo.processInfo.environment["MCE_BAKED_OUT"] { dests.append(keep) }
-        for dest in dests { try Baker.bake(model: BakeFixtures.path("dev"), masks: masks, to: dest) }
+        for dest in dests { try Baker.bake(model: Fixtures.golden("dev"), masks: masks, to: dest) }
         let baked = try FluxWeightLoader(path: dests[0])
-        let original = try FluxWeightLoader(path: BakeFixtures.path("dev"))
+        let original = try FluxWeightLoader(path: Fixtures.golden("dev"))
 
         let out32 = try outputs(baked, model: "dev", masks: MaskSet<Float>(), as: Float.self).forward
         assertClose(out32, ref, relTol: 1e-5, "baked dev f32 vs diffusers hooked f64")
@@ -179,7 +180,7 @@ final class BakingTests: XCTestCase {
         // Our mask sites mean what the hooks mean.
         let masked64 = try outputs(original, model: "dev", masks: masks.maskSet(as: Double.self), as: Double.self).forward
         assertClose(masked64, ref, relTol: 1e-10, "dev + MaskSet f64 vs diffusers hooked f64")
-        let unmasked = try SafeTensorsFile(path: BakeFixtures.path("dev.io.safetensors")).doubles("output_float64_reference")
+        let unmasked = try SafeTensorsFile(path: Fixtures.golden("dev.io.safetensors")).doubles("output_float64_reference")
         XCTAssertGreaterThan(maxAbsDiff(unmasked, ref).diff, 0.05 * maxAbsDiff(unmasked, ref).scale)
     }
 
@@ -187,7 +188,7 @@ final class BakingTests: XCTestCase {
         let dir = try BakeFixtures.tempDir(self)
         let cfg = try Self.config("dev")
         let a = Self.randomMasks(cfg, seed: 1), b = Self.randomMasks(cfg, seed: 2)
-        let src = BakeFixtures.path("dev_sharded")
+        let src = Fixtures.golden("dev_sharded")
         let dest = dir + "/out"
         try Baker.bake(model: src, masks: a, to: dest)
         try Baker.bake(model: src, masks: b, to: dest)   // replacing an earlier bake is fine
@@ -206,8 +207,8 @@ final class BakingTests: XCTestCase {
         XCTAssertTrue(m.contains("\(other) already exists and was not written by a bake"), m)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: other), ["notes.txt"])
         let plainFile = dir + "/plain.safetensors"
-        try FileManager.default.copyItem(atPath: BakeFixtures.path("dev_bfl.safetensors"), toPath: plainFile)
-        m = errorText { try Baker.bake(model: BakeFixtures.path("dev_bfl.safetensors"), masks: a, to: plainFile, config: cfg) }
+        try FileManager.default.copyItem(atPath: Fixtures.golden("dev_bfl.safetensors"), toPath: plainFile)
+        m = errorText { try Baker.bake(model: Fixtures.golden("dev_bfl.safetensors"), masks: a, to: plainFile, config: cfg) }
         XCTAssertTrue(m.contains("was not written by a bake"), m)
         m = errorText { try Baker.bake(model: src, masks: a, to: plainFile) }
         XCTAssertTrue(m.contains("is a file, but the baked model"), m)
@@ -219,7 +220,7 @@ final class BakingTests: XCTestCase {
     func testRefusesBadMasksAndDtypes() throws {
         let dir = try BakeFixtures.tempDir(self)
         let cfg = try Self.config("dev")
-        let src = BakeFixtures.path("dev")
+        let src = Fixtures.golden("dev")
         let ff = MaskSite(.ff, block: 1)
         var m = errorText { try Baker.bake(model: src, masks: MaskFile(masks: [ff: [Float](repeating: 0.5, count: 192)]), to: dir + "/a") }
         XCTAssertTrue(m.contains("'transformer_blocks.1.ff' must hold only 0 or 1") && m.contains(src), m)
@@ -231,7 +232,7 @@ final class BakingTests: XCTestCase {
         XCTAssertTrue(m.contains("\(dir)/missing"), m)
 
         // An FP8 tensor that needs zeroing is refused with its name; one that does not is fine.
-        let orig = try SafeTensorsFile(path: BakeFixtures.path("dev/diffusion_pytorch_model.safetensors"))
+        let orig = try SafeTensorsFile(path: Fixtures.golden("dev/diffusion_pytorch_model.safetensors"))
         var w = SafeTensorsWriter(metadata: ["config": String(decoding: cfg.jsonData(pretty: false), as: UTF8.self)])
         let fp8 = "transformer_blocks.1.ff.net.2.weight"
         for info in orig.tensors {
@@ -251,27 +252,4 @@ final class BakingTests: XCTestCase {
         XCTAssertEqual(try SafeTensorsFile(path: dir + "/fp8-baked.safetensors").info(fp8).dtype, .F8_E4M3)
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: dir)), ["fp8.safetensors", "fp8-baked.safetensors"])
     }
-}
-
-/// max |a − b| and max |b|.
-fileprivate func maxAbsDiff<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(_ a: [A], _ b: [B]) -> (diff: Double, scale: Double) {
-    precondition(a.count == b.count, "length \(a.count) vs \(b.count)")
-    var d = 0.0, s = 0.0
-    for i in 0..<a.count {
-        d = max(d, abs(Double(a[i]) - Double(b[i])))
-        s = max(s, abs(Double(b[i])))
-    }
-    return (d, s)
-}
-
-fileprivate func assertClose<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(
-    _ a: [A], _ b: [B], relTol: Double, _ what: String, file: StaticString = #filePath, line: UInt = #line
-) {
-    guard a.count == b.count else {
-        XCTFail("\(what): \(a.count) values vs \(b.count) expected", file: file, line: line)
-        return
-    }
-    let (d, s) = maxAbsDiff(a, b)
-    XCTAssertGreaterThan(s, 0, "\(what): reference is all zeros", file: file, line: line)
-    XCTAssertLessThanOrEqual(d, relTol * s, "\(what): max|diff| \(d) > \(relTol) × max|ref| \(s)", file: file, line: line)
 }

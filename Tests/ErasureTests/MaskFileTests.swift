@@ -1,20 +1,15 @@
 import Flux
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 @testable import Erasure
 
-/// Paths of the committed golden fixtures (scripts/golden/generate.py, generate_masked.py).
+/// The golden `dev` model's config (fixtures: scripts/golden/generate.py, generate_masked.py).
 enum BakeFixtures {
-    static let golden = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures").appendingPathComponent("golden")
-
-    static func path(_ name: String) -> String { golden.appendingPathComponent(name).path }
-
     static var devConfig: FluxConfig {
-        get throws { try FluxConfig.load(json: URL(fileURLWithPath: path("dev/config.json"))) }
+        get throws { try FluxConfig.load(json: URL(fileURLWithPath: Fixtures.golden("dev/config.json"))) }
     }
 
     /// A fresh temporary folder, removed at the end of the test.
@@ -150,13 +145,13 @@ final class MaskFileTests: XCTestCase {
 
     func testModelHash() throws {
         // Streamed SHA-256 equals sha256sum of the file, whatever the chunk size.
-        let file = BakeFixtures.path("dev/diffusion_pytorch_model.safetensors")
+        let file = Fixtures.golden("dev/diffusion_pytorch_model.safetensors")
         let want = "969eb6a2e5e7337776ce0a9e4284f5b77ce5688a9f60d8dda8ad66bfc5c2df1b"
         XCTAssertEqual(try modelHash(file), want)
         XCTAssertEqual(try modelHash(file, chunkSize: 4093), want)
         // A folder: config.json, then the weights files by name (= `cat config.json *.safetensors | sha256sum`).
-        XCTAssertEqual(try modelHash(BakeFixtures.path("dev")), "65aa5e6783f733c3bbb131f2f5867e43e1d210db2e271f46ec0ce4dfc58b841b")
-        XCTAssertNotEqual(try modelHash(BakeFixtures.path("dev_sharded")), try modelHash(BakeFixtures.path("dev_bf16")))
+        XCTAssertEqual(try modelHash(Fixtures.golden("dev")), "65aa5e6783f733c3bbb131f2f5867e43e1d210db2e271f46ec0ce4dfc58b841b")
+        XCTAssertNotEqual(try modelHash(Fixtures.golden("dev_sharded")), try modelHash(Fixtures.golden("dev_bf16")))
         let m = errorText { _ = try modelHash("/nonexistent/model") }
         XCTAssertTrue(m.contains("/nonexistent/model"), m)
         let empty = try BakeFixtures.tempDir(self)

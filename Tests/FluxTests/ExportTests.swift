@@ -2,6 +2,7 @@ import BLAS
 import Flux
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 final class ExportTests: XCTestCase {

@@ -2,6 +2,7 @@ import BLAS
 import Flux
 import SafeTensors
 import Foundation
+import TestSupport
 import XCTest
 
 /// The engine against diffusers `FluxTransformer2DModel` on the committed fixtures, in every weight layout.

@@ -2,6 +2,7 @@ import BLAS
 import Flux
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 /// Backprop through the whole sampler against PyTorch autograd (float64) on the committed fixtures

@@ -1,6 +1,7 @@
 import Flux
 import Foundation
 import SafeTensors
+import TestSupport
 import XCTest
 
 /// Broken checkpoints and inputs must fail with a message naming the file and the tensor.

@@ -1,6 +1,7 @@
 import BLAS
 import Flux
 import SafeTensors
+import TestSupport
 import XCTest
 
 final class SamplerTests: XCTestCase {

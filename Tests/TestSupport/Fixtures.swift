@@ -2,21 +2,21 @@ import Foundation
 import SafeTensors
 import XCTest
 
-/// Paths of the committed golden fixtures (made by scripts/golden/generate.py with diffusers + PyTorch).
-enum Fixtures {
-    static let root = URL(fileURLWithPath: #filePath)
+/// Shared by the test targets. Paths of the committed golden fixtures (made by scripts/golden/generate.py with diffusers + PyTorch).
+public enum Fixtures {
+    public static let root = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures")
 
-    static func golden(_ name: String) -> String { root.appendingPathComponent("golden").appendingPathComponent(name).path }
+    public static func golden(_ name: String) -> String { root.appendingPathComponent("golden").appendingPathComponent(name).path }
 
-    static func doubles(_ file: String, _ tensor: String) throws -> [Double] {
+    public static func doubles(_ file: String, _ tensor: String) throws -> [Double] {
         try SafeTensorsFile(path: golden(file)).doubles(tensor)
     }
 }
 
 /// max |a − b| and max |b|, for tolerance checks relative to the output's scale.
-func maxAbsDiff<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(_ a: [A], _ b: [B]) -> (diff: Double, scale: Double) {
+public func maxAbsDiff<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(_ a: [A], _ b: [B]) -> (diff: Double, scale: Double) {
     precondition(a.count == b.count, "length \(a.count) vs \(b.count)")
     var d = 0.0, s = 0.0
     for i in 0..<a.count {
@@ -26,7 +26,7 @@ func maxAbsDiff<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(_ a: [A], _ b: [
     return (d, s)
 }
 
-func assertClose<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(
+public func assertClose<A: BinaryFloatingPoint, B: BinaryFloatingPoint>(
     _ a: [A], _ b: [B], relTol: Double, _ what: String, file: StaticString = #filePath, line: UInt = #line
 ) {
     guard a.count == b.count else {
