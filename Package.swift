@@ -64,10 +64,15 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // The pinned evaluation protocol, its metrics and the HTML report.
+        .target(
+            name: "Evaluation",
+            dependencies: ["Erasure", "BaseModel", "Detector", "World", "Flux", "TextEncoder"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .executableTarget(
             name: "mce",
             dependencies: [
-                "Flux", "SafeTensors", "TextEncoder", "World", "BaseModel", "Detector", "Erasure",
+                "Flux", "SafeTensors", "TextEncoder", "World", "BaseModel", "Detector", "Erasure", "Evaluation",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Fixture paths and tolerance checks shared by the test targets.
@@ -80,6 +85,7 @@ let package = Package(
         .testTarget(name: "DetectorTests", dependencies: ["Detector", "World", "BLAS"]),
         .testTarget(name: "BaseModelTests", dependencies: ["BaseModel", "Flux", "World", "TextEncoder"]),
         .testTarget(name: "CLITests", dependencies: ["mce", "SafeTensors"]),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Erasure", "Detector", "BaseModel", "Flux", "World", "TestSupport"]),
         .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Flux", "SafeTensors", "BLAS", "BaseModel", "World", "TestSupport"]),
     ],
     // Kernels hand raw buffer pointers to worker threads by design; Swift 6's strict checking of that

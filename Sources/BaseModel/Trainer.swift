@@ -45,6 +45,8 @@ public final class Trainer {
     public let ema: FluxWeights<Float>
     public let optimizer: AdamW<Float>
     public private(set) var step = 0
+    /// Planned run lengths and the steps where they took effect ("12000@0,8400@4400"); nil for a fresh run.
+    public private(set) var schedule: String?
     let weightGrads: FluxWeights<Float>
 
     public init(options: TrainingOptions, encoder: PromptEncoder, scenes: SceneSampler) throws {
@@ -144,7 +146,7 @@ public final class Trainer {
     public func saveCheckpoint(to path: String) throws {
         var w = SafeTensorsWriter(metadata: [
             "step": "\(step)", "options": String(decoding: try JSONEncoder().encode(options), as: UTF8.self),
-            "adam_step": "\(optimizer.state.step)",
+            "adam_step": "\(optimizer.state.step)", "schedule": schedule ?? "\(options.steps)@0",
         ])
         for (i, b) in model.weights.allBuffers.enumerated() { w.add("param.\(i)", shape: [b.count], floats: b.array) }
         for (i, b) in ema.allBuffers.enumerated() { w.add("ema.\(i)", shape: [b.count], floats: b.array) }
@@ -152,13 +154,17 @@ public final class Trainer {
         try w.write(to: path)
     }
 
-    /// Restores a checkpoint written by `saveCheckpoint` with the same options.
-    public func loadCheckpoint(from path: String) throws {
+    /// Restores a checkpoint written by `saveCheckpoint` with the same options; with `newLength` the saved
+    /// run may have planned a different number of steps (the cosine schedule then continues from the current
+    /// step towards the new end, and the change is recorded in the checkpoint's `schedule` metadata).
+    public func loadCheckpoint(from path: String, newLength: Bool = false) throws {
         let f = try SafeTensorsFile(path: path)
         guard let json = f.metadata["options"], let saved = try? JSONDecoder().decode(TrainingOptions.self, from: Data(json.utf8)) else {
             throw FluxError.badInput("\(path) is not a train-base checkpoint (no options in its metadata)")
         }
-        guard saved == options else {
+        var comparable = saved
+        if newLength { comparable.steps = options.steps }
+        guard comparable == options else {
             throw FluxError.badInput("\(path) was written with different options (\(json)); resume with the same options or start a new --out folder")
         }
         func fill(_ prefix: String, _ bufs: [Buffer<Float>]) throws {
@@ -176,6 +182,9 @@ public final class Trainer {
             optimizer.restore(step: Int(f.metadata["adam_step"] ?? "0") ?? 0, moments: moments)
         }
         step = Int(f.metadata["step"] ?? "0") ?? 0
+        var history = f.metadata["schedule"] ?? "\(saved.steps)@0"
+        if saved.steps != options.steps { history += ",\(options.steps)@\(step)" }
+        schedule = history
     }
 }
 

@@ -276,3 +276,23 @@ public final class Eraser {
         }
     }
 }
+
+/// What an erase run cost: wall time of the optimisation (targets + iterations of this invocation) and the
+/// process's peak resident memory at its end.
+public struct ErasureCost: Codable, Sendable {
+    public let eraseSeconds: Double
+    public let peakRSSMiB: Double
+    public init(eraseSeconds: Double, peakRSSMiB: Double) { self.eraseSeconds = eraseSeconds; self.peakRSSMiB = peakRSSMiB }
+
+    /// Peak resident set size of this process so far, in MiB (getrusage; Linux reports KiB, macOS bytes).
+    public static func peakRSSMiB() -> Double {
+        var u = rusage()
+        #if os(Linux)
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &u)
+        return Double(u.ru_maxrss) / 1024
+        #else
+        getrusage(RUSAGE_SELF, &u)
+        return Double(u.ru_maxrss) / (1024 * 1024)
+        #endif
+    }
+}

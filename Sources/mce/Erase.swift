@@ -111,6 +111,7 @@ struct Erase: ParsableCommand {
             }
             let nc = items.filter(\.isConcept).count
             log("erasing \(o.concepts.map(\.name).joined(separator: ", ")): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(beta), N \(steps), guidance \(guidance), \(eraser.sites.count) sites (\(eraser.sites.map { $0.width(cfg) }.reduce(0, +)) units), \(o.iterations) iterations")
+            let eraseStart = Date()
             let tp = Progress(total: items.count * steps, label: "targets")
             try eraser.prepareTargets { d, _ in tp.update(d) }
             let bar = Progress(total: o.iterations, label: "erase", initial: eraser.iteration)
@@ -120,13 +121,14 @@ struct Erase: ParsableCommand {
                 if eraser.iteration % checkpointEvery == 0 || eraser.iteration == o.iterations { try eraser.saveState(to: statePath) }
             }
 
+            let cost = ErasureCost(eraseSeconds: Date().timeIntervalSince(eraseStart), peakRSSMiB: ErasureCost.peakRSSMiB())
             // Binary masks, mask file, baked checkpoint.
             let logits = eraser.logitArrays
             let binary = binarisation.apply(logits)
             let encoded = try JSONEncoder().encode(o)
             var meta: [String: String] = [
                 "concept": o.concepts.map(\.name).joined(separator: ","), "objective": "final-sample MSE, target \(o.target)",
-                "beta": "\(beta)", "steps": "\(steps)", "guidance": "\(guidance)", "iterations": "\(o.iterations)",
+                "beta": "\(beta)", "target": o.target.description, "steps": "\(steps)", "guidance": "\(guidance)", "iterations": "\(o.iterations)",
                 "sites": o.sites.joined(separator: ","), "seed": "\(seed)", "binarisation": binarisation.description,
                 "relaxation": o.relaxation.name, "options": String(decoding: encoded, as: UTF8.self),
                 "base_model": model, "base_model_sha256": try modelHash(model),
@@ -156,10 +158,13 @@ struct Erase: ParsableCommand {
                 maskedUnits: masked, totalUnits: total,
                 maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site.description, $0.masked) })) { log("evaluate: \($0)") }
             let r = result.report
-            struct Summary: Codable { let report: ErasureReport; let targets: ErasureReport.Targets; let history: [ErasureStepLog]; let options: ErasureOptions }
+            struct Summary: Codable {
+                let report: ErasureReport; let targets: ErasureReport.Targets; let history: [ErasureStepLog]; let options: ErasureOptions
+                let cost: ErasureCost
+            }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try enc.encode(Summary(report: r, targets: r.targets, history: eraser.history, options: o))
+            try enc.encode(Summary(report: r, targets: r.targets, history: eraser.history, options: o, cost: cost))
                 .write(to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("report.json")), options: .atomic)
             // Before/after grid: 10 concept and 10 neutral prompts, original above erased.
             var imgs: [RGBImage] = [], labels: [String] = []

@@ -13,6 +13,7 @@ struct TrainBase: ParsableCommand {
 
     @Option(help: "Output folder.") var out: String = "out/train-base"
     @Flag(help: "Continue from OUT/checkpoint.safetensors.") var resume = false
+    @Flag(help: "With --resume: accept a checkpoint planned for a different --steps; the cosine schedule continues from the current step towards the new end (recorded in the checkpoint).") var reschedule = false
     @Option(help: "Optimisation steps.") var steps: Int = 20_000
     @Option(help: "Batch size.") var batch: Int = 64
     @Option(help: "Peak learning rate (AdamW; linear warm-up, cosine decay).") var lr: Double = 3e-4
@@ -42,7 +43,7 @@ struct TrainBase: ParsableCommand {
             let ckpt = (out as NSString).appendingPathComponent("checkpoint.safetensors")
             if resume {
                 guard FileManager.default.fileExists(atPath: ckpt) else { throw CLIError("--resume: no checkpoint at \(ckpt)") }
-                try trainer.loadCheckpoint(from: ckpt)
+                try trainer.loadCheckpoint(from: ckpt, newLength: reschedule)
                 log("resumed at step \(trainer.step)")
             }
             log("model: \(o.config.parameterCount) parameters, \(o.doubleBlocks) double + \(o.singleBlocks) single blocks, width \(o.width)")
@@ -62,7 +63,7 @@ struct TrainBase: ParsableCommand {
             }
             let modelDir = (out as NSString).appendingPathComponent("model")
             try trainer.ema.writeDiffusersFolder(modelDir, metadata: [
-                "note": "mce train-base EMA weights", "step": "\(trainer.step)",
+                "note": "mce train-base EMA weights", "step": "\(trainer.step)", "schedule": trainer.schedule ?? "\(steps)@0",
                 "options": String(decoding: try JSONEncoder().encode(o), as: UTF8.self),
             ])
             log("time per phase (s): " + trainer.phaseSeconds.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1f", $0.value))" }.joined(separator: ", "))

@@ -55,4 +55,23 @@ final class TrainerTests: XCTestCase {
         let other = try Trainer(options: o, encoder: try XCTUnwrap(Self.encoder), scenes: try SceneSampler.load(split: .train, seed: 5))
         XCTAssertThrowsError(try other.loadCheckpoint(from: path)) { XCTAssertTrue("\($0)".contains("different options"), "\($0)") }
     }
+
+    func testRescheduleAcceptsOnlyANewLength() throws {
+        let t = try trainer()
+        _ = try t.trainStep()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mce-ckpt-\(UUID().uuidString).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try t.saveCheckpoint(to: path)
+        func with(_ change: (inout TrainingOptions) -> Void) throws -> Trainer {
+            var o = options(); change(&o)
+            return try Trainer(options: o, encoder: try XCTUnwrap(Self.encoder), scenes: try SceneSampler.load(split: .train, seed: 5))
+        }
+        let shorter = try with { $0.steps = 30 }
+        XCTAssertThrowsError(try shorter.loadCheckpoint(from: path), "a new length needs newLength: true")
+        try shorter.loadCheckpoint(from: path, newLength: true)
+        XCTAssertEqual(shorter.step, 1)
+        XCTAssertEqual(shorter.schedule, "40@0,30@1")
+        let otherLR = try with { $0.steps = 30; $0.lr = 5e-4 }
+        XCTAssertThrowsError(try otherLR.loadCheckpoint(from: path, newLength: true)) { XCTAssertTrue("\($0)".contains("different options"), "\($0)") }
+    }
 }

@@ -1,0 +1,103 @@
+import Foundation
+
+/// Everything `mce evaluate` measures (written as report.json; report.html shows the same numbers).
+public struct EvaluationReport: Codable, Sendable {
+    public var evaluationProtocol: EvaluationProtocol
+    public var concepts: [String]
+    public var baseModel: String
+    /// The detector's object accuracy on real test scenes of the neutral classes (the ceiling for generated ones).
+    public var realObjectAccuracy: Double
+    public var original: ModelMetrics
+    public var runs: [RunResult]
+
+    enum CodingKeys: String, CodingKey {
+        case evaluationProtocol = "protocol", concepts, baseModel, realObjectAccuracy, original, runs
+    }
+
+    public struct SetMetrics: Codable, Sendable {
+        public var name: String
+        public var prompts: Int
+        /// Fraction of samples the detector reads as an erased class (ACC).
+        public var detectionRate: Double
+        /// Whether the object / background colour asked for is the one the detector reads.
+        public var objColorAccuracy: Double
+        public var bgColorAccuracy: Double
+    }
+
+    public struct NeutralMetrics: Codable, Sendable {
+        public var prompts: Int
+        public var objectAccuracy: Double
+        public var objColorAccuracy: Double
+        public var bgColorAccuracy: Double
+        /// In-domain FID (detector features) of the neutral samples vs real test scenes of the same classes.
+        public var fidToReal: Double?
+    }
+
+    public struct ModelMetrics: Codable, Sendable {
+        public var conceptSets: [SetMetrics]
+        public var neutral: NeutralMetrics
+        /// Object accuracy per neutral class, by class name.
+        public var perClass: [String: Double]
+        /// Pooled over the concept sets: colours kept when the concept is asked for.
+        public var conceptObjColorAccuracy: Double
+        public var conceptBgColorAccuracy: Double
+    }
+
+    /// Erased vs original on the same prompts and seeds.
+    public struct Comparison: Codable, Sendable {
+        public var neutralSSIM: Double
+        public var neutralFeatureDistance: Double
+        public var neutralFIDToOriginal: Double?
+        public var conceptSSIM: Double
+    }
+
+    public struct RippleRow: Codable, Sendable {
+        public var classID: Int
+        public var name: String
+        /// Cosine similarity of the class name's MiniLM embedding to the nearest erased concept's.
+        public var similarity: Double
+        public var before: Double
+        public var after: Double
+        public var delta: Double { after - before }
+    }
+
+    public struct Cost: Codable, Sendable {
+        public var maskedUnits: Int
+        public var totalUnits: Int
+        public var maskedPerSite: [String: Int]
+        /// From the erase run's report.json when it sits beside the mask file.
+        public var eraseSeconds: Double?
+        public var peakRSSMiB: Double?
+    }
+
+    public struct Targets: Codable, Sendable {
+        public var conceptWasThere: Bool
+        public var conceptGone: Bool
+        public var neutralKept: Bool
+        public var ssim: Bool
+        public var background: Bool
+    }
+
+    public struct RunResult: Codable, Sendable {
+        public var name: String
+        public var source: String
+        public var beta: Double?
+        public var target: String?
+        public var metrics: ModelMetrics
+        public var comparison: Comparison
+        /// Other classes, semantically nearest the concept first.
+        public var ripple: [RippleRow]
+        public var cost: Cost?
+        public var targets: Targets
+    }
+}
+
+extension EvaluationReport.RunResult {
+    static func targets(original o: EvaluationReport.ModelMetrics, erased e: EvaluationReport.ModelMetrics,
+                        comparison c: EvaluationReport.Comparison, thresholds t: EvaluationProtocol.Thresholds) -> EvaluationReport.Targets {
+        let before = o.conceptSets.first?.detectionRate ?? 0, after = e.conceptSets.first?.detectionRate ?? 1
+        return .init(conceptWasThere: before >= t.conceptPresent, conceptGone: after <= t.conceptGone,
+                     neutralKept: e.neutral.objectAccuracy >= o.neutral.objectAccuracy - t.neutralDrop,
+                     ssim: c.neutralSSIM >= t.ssim, background: e.conceptBgColorAccuracy >= t.background)
+    }
+}

@@ -1,0 +1,159 @@
+import BaseModel
+import BLAS
+import Detector
+import Erasure
+import Flux
+import Foundation
+import World
+
+/// An erased model to evaluate: the base model with binary masks, or a baked checkpoint.
+public struct ErasedModel {
+    public var name: String
+    public var source: String
+    public var model: FluxTransformer<Float>?       // nil: the base model with `masks`
+    public var masks: MaskSet<Float>
+    public var maskFile: MaskFile?
+    /// Cost figures of the erase run, when known.
+    public var eraseSeconds: Double?
+    public var peakRSSMiB: Double?
+
+    public init(name: String, source: String, model: FluxTransformer<Float>? = nil, masks: MaskSet<Float> = MaskSet(),
+                maskFile: MaskFile? = nil, eraseSeconds: Double? = nil, peakRSSMiB: Double? = nil) {
+        self.name = name; self.source = source; self.model = model; self.masks = masks; self.maskFile = maskFile
+        self.eraseSeconds = eraseSeconds; self.peakRSSMiB = peakRSSMiB
+    }
+}
+
+/// Samples of one prompt set: the original model's and each erased model's, same prompts and seeds.
+public struct SampleSet {
+    public let name: String
+    public let prompts: [EvaluationPrompt]
+    public let original: [RGBImage]
+    public let erased: [[RGBImage]]          // one array per erased model
+}
+
+public enum Evaluator {
+    /// Generates every set with the original and each erased model and measures it.
+    public static func run(
+        base: FluxTransformer<Float>, baseName: String, erased: [ErasedModel], concepts: [ConceptSpec],
+        encoder: PromptEncoder, detector: SceneDetector, protocol p: EvaluationProtocol,
+        progress: ((String, Int, Int) -> Void)? = nil
+    ) throws -> (report: EvaluationReport, samples: [SampleSet]) {
+        let classes = concepts.compactMap(\.classID)
+        guard !classes.isEmpty else {
+            throw ErasureError.badInput("the detector knows the world's 20 classes only; \(concepts.map(\.name)) is none of them")
+        }
+        var sets = EvaluationPrompts.conceptSets(classes: classes, protocol: p)
+        sets.append(("neutral", EvaluationPrompts.neutral(excluding: classes, protocol: p)))
+        let all = sets.flatMap(\.prompts)
+        let total = all.count * p.samplingSteps * (1 + erased.count)
+        var done = 0
+        func generate(_ model: FluxTransformer<Float>, _ masks: MaskSet<Float>, _ label: String) throws -> [RGBImage] {
+            let gen = Generator(model: model, encoder: encoder, steps: p.samplingSteps, guidanceScale: p.guidance)
+            let imgs = try gen.images(prompts: all.map(\.text), seeds: all.map(\.seed), masks: masks) { d, _ in
+                progress?(label, done + d, total)
+            }
+            done += all.count * p.samplingSteps
+            return imgs
+        }
+        let original = try generate(base, MaskSet(), "original")
+        let outputs = try erased.map { try generate($0.model ?? base, $0.masks, $0.name) }
+        var samples: [SampleSet] = []
+        var offset = 0
+        for s in sets {
+            let r = offset..<(offset + s.prompts.count)
+            samples.append(SampleSet(name: s.name, prompts: s.prompts, original: Array(original[r]),
+                                     erased: outputs.map { Array($0[r]) }))
+            offset += s.prompts.count
+        }
+        let report = try measure(samples: samples, erased: erased, concepts: concepts, baseName: baseName,
+                                 encoder: encoder, detector: detector, protocol: p)
+        return (report, samples)
+    }
+
+    /// The report from samples (no generation): what the tests drive with known images.
+    public static func measure(
+        samples: [SampleSet], erased: [ErasedModel], concepts: [ConceptSpec], baseName: String,
+        encoder: PromptEncoder, detector: SceneDetector, protocol p: EvaluationProtocol
+    ) throws -> EvaluationReport {
+        let classes = Set(concepts.compactMap(\.classID))
+        guard let neutral = samples.first(where: { $0.name == "neutral" }) else { throw ErasureError.badInput("no neutral set") }
+        let conceptSets = samples.filter { $0.name != "neutral" }
+        let neutralClasses = Set(neutral.prompts.map(\.classID))
+
+        // Real test scenes of the neutral classes: the FID reference and the detector's ceiling.
+        let sampler = try SceneSampler.load(split: .test, seed: p.seed ^ 0x5245_414C)
+        var real: [Scene] = []
+        var i = 0
+        while real.count < p.realScenes && i < 50 * p.realScenes {
+            let s = sampler.scene(i)
+            if neutralClasses.contains(s.classID) { real.append(s) }
+            i += 1
+        }
+        let realPreds = detector.predict(real.map(\.image))
+        let realAccuracy = Metrics.fraction(zip(realPreds, real).map { $0.classID == $1.classID })
+        let realFeatures = detector.features(real.map(\.image))
+
+        func metrics(_ pick: (SampleSet) -> [RGBImage]) -> (EvaluationReport.ModelMetrics, [[Float]]) {
+            var setMetrics: [EvaluationReport.SetMetrics] = []
+            var pooled: [(DetectorPrediction, EvaluationPrompt)] = []
+            for s in conceptSets {
+                let preds = detector.predict(pick(s))
+                let acc = Metrics.accuracies(preds, s.prompts)
+                setMetrics.append(.init(name: s.name, prompts: s.prompts.count, detectionRate: Metrics.detectionRate(preds, classes: classes),
+                                        objColorAccuracy: acc.objColor, bgColorAccuracy: acc.bgColor))
+                pooled += zip(preds, s.prompts)
+            }
+            let imgs = pick(neutral)
+            let preds = detector.predict(imgs), feats = detector.features(imgs)
+            let acc = Metrics.accuracies(preds, neutral.prompts)
+            let perClass = Metrics.perClassAccuracy(preds, neutral.prompts)
+            let pooledColours = Metrics.accuracies(pooled.map(\.0), pooled.map(\.1))
+            return (.init(conceptSets: setMetrics,
+                          neutral: .init(prompts: neutral.prompts.count, objectAccuracy: acc.object, objColorAccuracy: acc.objColor,
+                                         bgColorAccuracy: acc.bgColor, fidToReal: Metrics.fid(feats, realFeatures)),
+                          perClass: Dictionary(uniqueKeysWithValues: perClass.map { (Vocabulary.classes[$0.key].name, $0.value) }),
+                          conceptObjColorAccuracy: pooledColours.objColor, conceptBgColorAccuracy: pooledColours.bgColor),
+                    feats)
+        }
+        let (originalMetrics, originalFeatures) = metrics { $0.original }
+
+        // Semantic nearness of every neutral class to the erased concepts (MiniLM, class names).
+        let conceptEnc = try concepts.map { try encoder.encode($0.name, allowUnknown: true) }
+        var similarity: [Int: Double] = [:]
+        for c in neutralClasses {
+            let e = try encoder.encode(Vocabulary.classes[c].name, allowUnknown: true)
+            similarity[c] = conceptEnc.map { Metrics.textSimilarity($0, e) }.max() ?? 0
+        }
+
+        var runs: [EvaluationReport.RunResult] = []
+        for (k, run) in erased.enumerated() {
+            let (m, feats) = metrics { $0.erased[k] }
+            let conceptBefore = conceptSets.flatMap(\.original), conceptAfter = conceptSets.flatMap { $0.erased[k] }
+            let comparison = EvaluationReport.Comparison(
+                neutralSSIM: Metrics.meanSSIM(neutral.original, neutral.erased[k]),
+                neutralFeatureDistance: Metrics.featureDistance(originalFeatures, feats),
+                neutralFIDToOriginal: Metrics.fid(feats, originalFeatures),
+                conceptSSIM: Metrics.meanSSIM(conceptBefore, conceptAfter))
+            let ripple = neutralClasses.sorted { (similarity[$0]!, -$0) > (similarity[$1]!, -$1) }.map { c -> EvaluationReport.RippleRow in
+                let name = Vocabulary.classes[c].name
+                return .init(classID: c, name: name, similarity: similarity[c]!, before: originalMetrics.perClass[name] ?? 0,
+                             after: m.perClass[name] ?? 0)
+            }
+            var cost: EvaluationReport.Cost?
+            if let f = run.maskFile {
+                let counts = f.maskedCounts
+                cost = .init(maskedUnits: counts.map(\.masked).reduce(0, +), totalUnits: counts.map(\.total).reduce(0, +),
+                             maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site.description, $0.masked) }),
+                             eraseSeconds: run.eraseSeconds, peakRSSMiB: run.peakRSSMiB)
+            }
+            let meta = run.maskFile?.metadata ?? [:]
+            runs.append(.init(name: run.name, source: run.source, beta: meta["beta"].flatMap(Double.init), target: meta["target"],
+                              metrics: m, comparison: comparison, ripple: ripple, cost: cost,
+                              targets: EvaluationReport.RunResult.targets(original: originalMetrics, erased: m, comparison: comparison,
+                                                                         thresholds: p.thresholds)))
+        }
+        return EvaluationReport(evaluationProtocol: p, concepts: concepts.map(\.name), baseModel: baseName,
+                                realObjectAccuracy: realAccuracy, original: originalMetrics, runs: runs)
+    }
+}

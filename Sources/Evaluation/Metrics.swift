@@ -1,0 +1,68 @@
+import BaseModel
+import Detector
+import Erasure
+import Foundation
+import TextEncoder
+import World
+
+/// The report's metrics as pure functions of detector predictions, features and images, so each can be
+/// checked on cases with known answers.
+public enum Metrics {
+    /// Fraction of predictions whose object class is one of `classes` (the concept detection rate, ACC).
+    public static func detectionRate(_ preds: [DetectorPrediction], classes: Set<Int>) -> Double {
+        fraction(preds.map { classes.contains($0.classID) })
+    }
+
+    /// Object-class, object-colour and background-colour accuracy against the scenes the prompts asked for.
+    public static func accuracies(_ preds: [DetectorPrediction], _ prompts: [EvaluationPrompt])
+        -> (object: Double, objColor: Double, bgColor: Double) {
+        precondition(preds.count == prompts.count)
+        return (fraction(zip(preds, prompts).map { $0.classID == $1.classID }),
+                fraction(zip(preds, prompts).map { $0.objColor == $1.objColor }),
+                fraction(zip(preds, prompts).map { $0.bgColor == $1.bgColor }))
+    }
+
+    /// Mean SSIM over image pairs (torchmetrics' definition per pair).
+    public static func meanSSIM(_ a: [RGBImage], _ b: [RGBImage]) -> Double {
+        precondition(a.count == b.count)
+        return a.isEmpty ? 1 : zip(a, b).map { SSIM.mean($0, $1) }.reduce(0, +) / Double(a.count)
+    }
+
+    /// LPIPS-style perceptual distance on the detector's features: each feature vector scaled to unit length,
+    /// then the squared distance, averaged over pairs (0 = same features, 4 = opposite; ReLU features keep it ≤ 2).
+    public static func featureDistance(_ a: [[Float]], _ b: [[Float]]) -> Double {
+        precondition(a.count == b.count)
+        guard !a.isEmpty else { return 0 }
+        func unit(_ v: [Float]) -> [Double] {
+            let n = v.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot()
+            return n > 0 ? v.map { Double($0) / n } : v.map { _ in 0 }
+        }
+        return zip(a, b).map { x, y in zip(unit(x), unit(y)).reduce(0.0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } }
+            .reduce(0, +) / Double(a.count)
+    }
+
+    /// In-domain FID between two feature sets (needs at least two vectors each).
+    public static func fid(_ a: [[Float]], _ b: [[Float]]) -> Double? {
+        guard a.count >= 2, b.count >= 2 else { return nil }
+        return Frechet.distance(Frechet.fit(a), Frechet.fit(b))
+    }
+
+    /// Object accuracy per class on `prompts` (nil for classes without prompts).
+    public static func perClassAccuracy(_ preds: [DetectorPrediction], _ prompts: [EvaluationPrompt]) -> [Int: Double] {
+        var hit: [Int: Int] = [:], count: [Int: Int] = [:]
+        for (p, q) in zip(preds, prompts) {
+            count[q.classID, default: 0] += 1
+            if p.classID == q.classID { hit[q.classID, default: 0] += 1 }
+        }
+        return count.mapValues { _ in 0 }.merging(count.map { ($0.key, Double(hit[$0.key] ?? 0) / Double($0.value)) }) { $1 }
+    }
+
+    /// Cosine similarity of the pooled MiniLM embeddings of two phrases.
+    public static func textSimilarity(_ a: TextEncoding, _ b: TextEncoding) -> Double {
+        var dot = 0.0, na = 0.0, nb = 0.0
+        for (x, y) in zip(a.pooled, b.pooled) { dot += Double(x) * Double(y); na += Double(x) * Double(x); nb += Double(y) * Double(y) }
+        return na > 0 && nb > 0 ? dot / (na * nb).squareRoot() : 0
+    }
+
+    static func fraction(_ ok: [Bool]) -> Double { ok.isEmpty ? 0 : Double(ok.filter { $0 }.count) / Double(ok.count) }
+}

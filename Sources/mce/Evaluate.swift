@@ -1,0 +1,137 @@
+import ArgumentParser
+import BaseModel
+import BLAS
+import Detector
+import Erasure
+import Evaluation
+import Flux
+import Foundation
+import World
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measures an erasure with the pinned protocol: is the concept gone, is the rest intact. Writes report.json, report.html and PNG grids.",
+        discussion: """
+        The erased model is the base model with a mask file (--masks FILE, or an `mce erase` output folder) or a \
+        baked checkpoint (--erased PATH). --compare adds more erased models (mask files, erase folders or \
+        checkpoints), one report column each; runs whose masks record β give a β-sweep plot.
+        """)
+
+    @Option(help: "Base (original) model.") var model: String = BaseModelSpec.defaultModelPath
+    @Option(help: "Mask file, or the output folder of `mce erase`.") var masks: String?
+    @Option(help: "A baked (erased) checkpoint.") var erased: String?
+    @Option(parsing: .upToNextOption, help: "More erased models: mask files, erase output folders or checkpoints.") var compare: [String] = []
+    @Option(name: .long, help: "Erased concept (repeatable; default: the mask file's concept).") var concept: [String] = []
+    @Option(help: "Prompts per concept set.") var samples: Int = EvaluationProtocol().samples
+    @Option(help: "Neutral prompts per other class.") var perClass: Int = EvaluationProtocol().perClass
+    @Option(help: "Real test scenes for the FIDs.") var realScenes: Int = EvaluationProtocol().realScenes
+    @Option(help: "Seed of prompts, colours and noise.") var seed: UInt64 = 0
+    @Option(help: "Euler steps.") var steps: Int = BaseModelSpec.defaultSteps
+    @Option(help: "Classifier-free guidance scale (1 = off).") var guidance: Double = BaseModelSpec.defaultGuidance
+    @Option(help: "Detector weights.") var detector: String = SceneDetector.defaultPath
+    @Option(help: "Output folder.") var out: String = "out/evaluate"
+
+    func validate() throws {
+        if masks == nil && erased == nil && compare.isEmpty { throw ValidationError("give --masks FILE, --erased PATH or --compare RUN…") }
+        if masks != nil && erased != nil { throw ValidationError("give --masks or --erased, not both (use --compare for more)") }
+        if samples < 1 || perClass < 1 { throw ValidationError("--samples and --per-class must be ≥ 1") }
+        if realScenes < 2 { throw ValidationError("--real-scenes must be ≥ 2") }
+        if steps < 1 { throw ValidationError("--steps must be ≥ 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let fm = FileManager.default
+            guard fm.fileExists(atPath: detector) else { throw CLIError("--detector: \(detector) not found") }
+            let loader = try FluxWeightLoader(path: model)
+            let base = FluxTransformer(weights: try loader.load(as: Float.self))
+            let baseHash = try modelHash(model)
+            var runs: [ErasedModel] = []
+            if let m = masks { runs.append(try Self.load(m, as: .masks, base: base, baseHash: baseHash, option: "--masks")) }
+            if let e = erased { runs.append(try Self.load(e, as: .checkpoint, base: base, baseHash: baseHash, option: "--erased")) }
+            for c in compare { runs.append(try Self.load(c, as: nil, base: base, baseHash: baseHash, option: "--compare")) }
+            var names = Set<String>()
+            for i in runs.indices {   // distinct column names
+                var n = runs[i].name, k = 2
+                while names.contains(n) { n = "\(runs[i].name)-\(k)"; k += 1 }
+                runs[i].name = n; names.insert(n)
+            }
+            var conceptTexts = concept
+            if conceptTexts.isEmpty, let meta = runs.compactMap(\.maskFile).first?.metadata, let c = meta[MaskFile.Key.concept] {
+                conceptTexts = c.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            }
+            guard !conceptTexts.isEmpty else { throw CLIError("give --concept (the erased model records none)") }
+            let concepts = try conceptTexts.map { try ConceptSpec.resolve($0) }
+            for c in concepts where c.classID == nil {
+                throw CLIError("--concept '\(c.name)': the detector measures the world's classes only (\(Vocabulary.classes.map(\.name).joined(separator: ", ")))")
+            }
+            var p = EvaluationProtocol()
+            p.samples = samples; p.perClass = perClass; p.seed = seed; p.samplingSteps = steps; p.guidance = guidance
+            p.realScenes = realScenes
+            let encoder = try PromptEncoder()
+            let det = try SceneDetector(path: detector)
+            let images = (4 * samples + (Vocabulary.classCount - concepts.count) * perClass) * (1 + runs.count)
+            log("evaluating \(concepts.map(\.name).joined(separator: ", ")): \(runs.map(\.name).joined(separator: ", ")) vs \(model), \(images) samples")
+            let bar = Progress(total: images * steps, label: "evaluate")
+            let result = try Evaluator.run(base: base, baseName: model, erased: runs, concepts: concepts, encoder: encoder,
+                                           detector: det, protocol: p) { label, done, _ in
+                bar.update(min(done, images * steps), extra: label)
+            }
+            let files = try ReportWriter.write(result.report, samples: result.samples, to: out)
+            let r = result.report
+            for run in r.runs {
+                print("\(run.name):")
+                for (o, e) in zip(r.original.conceptSets, run.metrics.conceptSets) {
+                    print(String(format: "  concept ACC, %@: %.3f → %.3f", o.name, o.detectionRate, e.detectionRate))
+                }
+                print(String(format: "  neutral object accuracy %.3f → %.3f, SSIM %.3f, feature distance %.4f, FID to original %.1f",
+                             r.original.neutral.objectAccuracy, run.metrics.neutral.objectAccuracy, run.comparison.neutralSSIM,
+                             run.comparison.neutralFeatureDistance, run.comparison.neutralFIDToOriginal ?? .nan))
+                print(String(format: "  concept prompts: background colour kept %.3f, object colour kept %.3f",
+                             run.metrics.conceptBgColorAccuracy, run.metrics.conceptObjColorAccuracy))
+                if let worst = run.ripple.min(by: { $0.delta < $1.delta }) {
+                    print(String(format: "  largest ripple: %@ %.3f → %.3f", worst.name, worst.before, worst.after))
+                }
+            }
+            print("report: \(files.html)\n        \(files.json)")
+        }
+    }
+
+    enum Kind { case masks, checkpoint }
+
+    /// A mask file, an erase output folder (its masks.safetensors and report.json) or a checkpoint.
+    static func load(_ path: String, as kind: Kind?, base: FluxTransformer<Float>, baseHash: String, option: String) throws -> ErasedModel {
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError("\(option): \(path) does not exist") }
+        let maskInDir = (path as NSString).appendingPathComponent("masks.safetensors")
+        let isEraseDir = isDir.boolValue && fm.fileExists(atPath: maskInDir)
+        // A column is named after its erase folder when the file has the standard name inside one.
+        let last = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
+        let name = isEraseDir ? (path as NSString).lastPathComponent
+            : ["masks", "model"].contains(last) ? ((path as NSString).deletingLastPathComponent as NSString).lastPathComponent + (last == "model" ? "-baked" : "")
+            : last
+        let looksLikeMasks = isEraseDir || (!isDir.boolValue && (try? MaskFile.read(path)) != nil)
+        if kind == .masks || (kind == nil && looksLikeMasks) {
+            guard looksLikeMasks else { throw CLIError("\(option): \(path) is neither a mask file nor an `mce erase` output folder") }
+            let file = try MaskFile.read(isEraseDir ? maskInDir : path, config: base.config)
+            if let h = file.metadata[MaskFile.Key.modelHash], h != baseHash {
+                log("warning: \(path) was learned on a model with SHA-256 \(h.prefix(12))…, --model has \(baseHash.prefix(12))…")
+            }
+            let summary = (((isEraseDir ? maskInDir : path) as NSString).deletingLastPathComponent as NSString).appendingPathComponent("report.json")
+            let cost = (try? Data(contentsOf: URL(fileURLWithPath: summary))).flatMap { try? JSONDecoder().decode(EraseSummaryCost.self, from: $0) }?.cost
+            return ErasedModel(name: name, source: path, masks: file.maskSet(), maskFile: file,
+                               eraseSeconds: cost?.eraseSeconds, peakRSSMiB: cost?.peakRSSMiB)
+        }
+        let loader: FluxWeightLoader
+        do { loader = try FluxWeightLoader(path: isEraseDir ? (path as NSString).appendingPathComponent("model") : path) } catch {
+            throw CLIError("\(option): \(path) is not a loadable checkpoint: \(error)")
+        }
+        guard loader.config == base.config else {
+            throw CLIError("\(option): \(path) has a different architecture from --model (\(loader.config) vs \(base.config))")
+        }
+        return ErasedModel(name: name, source: path, model: FluxTransformer(weights: try loader.load(as: Float.self)))
+    }
+
+    struct EraseSummaryCost: Decodable { let cost: ErasureCost? }
+}
