@@ -50,6 +50,10 @@ public struct EvaluationPrompt: Codable, Equatable, Sendable {
     public let classID: Int
     public let objColor: Int
     public let bgColor: Int
+
+    public init(text: String, seed: UInt64, classID: Int, objColor: Int, bgColor: Int) {
+        self.text = text; self.seed = seed; self.classID = classID; self.objColor = objColor; self.bgColor = bgColor
+    }
 }
 
 public enum EvaluationPrompts {
