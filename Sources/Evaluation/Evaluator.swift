@@ -71,6 +71,19 @@ public enum Evaluator {
         return (report, samples)
     }
 
+    /// Real test scenes of the neutral classes: the FID reference and the detector's ceiling.
+    public static func realScenes(classes: Set<Int>, protocol p: EvaluationProtocol) throws -> [Scene] {
+        let sampler = try SceneSampler.load(split: .test, seed: p.seed ^ 0x5245_414C)
+        var real: [Scene] = []
+        var i = 0
+        while real.count < p.realScenes && i < 50 * p.realScenes {
+            let s = sampler.scene(i)
+            if classes.contains(s.classID) { real.append(s) }
+            i += 1
+        }
+        return real
+    }
+
     /// The report from samples (no generation): what the tests drive with known images.
     public static func measure(
         samples: [SampleSet], erased: [ErasedModel], concepts: [ConceptSpec], baseName: String,
@@ -81,15 +94,7 @@ public enum Evaluator {
         let conceptSets = samples.filter { $0.name != "neutral" }
         let neutralClasses = Set(neutral.prompts.map(\.classID))
 
-        // Real test scenes of the neutral classes: the FID reference and the detector's ceiling.
-        let sampler = try SceneSampler.load(split: .test, seed: p.seed ^ 0x5245_414C)
-        var real: [Scene] = []
-        var i = 0
-        while real.count < p.realScenes && i < 50 * p.realScenes {
-            let s = sampler.scene(i)
-            if neutralClasses.contains(s.classID) { real.append(s) }
-            i += 1
-        }
+        let real = try realScenes(classes: neutralClasses, protocol: p)
         let realPreds = detector.predict(real.map(\.image))
         let realAccuracy = Metrics.fraction(zip(realPreds, real).map { $0.classID == $1.classID })
         let realFeatures = detector.features(real.map(\.image))

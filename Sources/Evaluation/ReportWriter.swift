@@ -27,9 +27,70 @@ public enum ReportWriter {
             grids.append(file)
             gridData.append((s, try Data(contentsOf: URL(fileURLWithPath: file))))
         }
+        let betaRuns = report.runs.filter { $0.beta != nil }
+        if betaRuns.count >= 2 {
+            let svg = (dir as NSString).appendingPathComponent("beta-sweep.svg")
+            try Data(HTMLReport.betaPlot(betaRuns, original: report.original).utf8).write(to: URL(fileURLWithPath: svg), options: .atomic)
+        }
+        let md = (dir as NSString).appendingPathComponent("summary.md")
+        try Data(MarkdownSummary.render(report).utf8).write(to: URL(fileURLWithPath: md), options: .atomic)
         let html = (dir as NSString).appendingPathComponent("report.html")
         try Data(HTMLReport.render(report, grids: gridData).utf8).write(to: URL(fileURLWithPath: html), options: .atomic)
         return (json, html, grids)
+    }
+}
+
+extension ReportWriter {
+    /// Every sample as a PNG, for outside tools (scripts/evaluation/standard_fid.py):
+    /// DIR/samples/<original|run>/<set>/NNNN.png and DIR/samples/real/NNNN.png.
+    public static func writeSamples(_ samples: [SampleSet], runNames: [String], real: [RGBImage], to dir: String) throws {
+        let root = (dir as NSString).appendingPathComponent("samples")
+        func put(_ imgs: [RGBImage], _ folder: String) throws {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            for (i, im) in imgs.enumerated() { try PNG.write(im, to: (folder as NSString).appendingPathComponent(String(format: "%04d.png", i))) }
+        }
+        for s in samples {
+            let set = s.name.replacingOccurrences(of: " ", with: "-")
+            try put(s.original, "\(root)/original/\(set)")
+            for (k, name) in runNames.enumerated() { try put(s.erased[k], "\(root)/\(name)/\(set)") }
+        }
+        try put(real, "\(root)/real")
+    }
+}
+
+/// The key table as Markdown (summary.md), for READMEs and issue notes.
+enum MarkdownSummary {
+    static func render(_ r: EvaluationReport) -> String {
+        let f = { (v: Double?, d: Int) in v.map { HTMLReport.fmt($0, d) } ?? "–" }
+        var rows: [(String, Double?, [Double?], Int)] = []
+        for (i, s) in r.original.conceptSets.enumerated() {
+            rows.append(("concept ACC, \(s.name)", s.detectionRate, r.runs.map { $0.metrics.conceptSets[i].detectionRate }, 3))
+        }
+        rows += [
+            ("neutral object accuracy", r.original.neutral.objectAccuracy, r.runs.map { $0.metrics.neutral.objectAccuracy }, 3),
+            ("neutral colour accuracy (object / background)", nil, [], 0),
+            ("neutral SSIM to original", nil, r.runs.map { $0.comparison.neutralSSIM }, 3),
+            ("neutral feature distance to original", nil, r.runs.map { $0.comparison.neutralFeatureDistance }, 4),
+            ("neutral in-domain FID to original", nil, r.runs.map { $0.comparison.neutralFIDToOriginal }, 1),
+            ("neutral in-domain FID to real", r.original.neutral.fidToReal, r.runs.map { $0.metrics.neutral.fidToReal }, 1),
+            ("concept prompts: background colour kept", r.original.conceptBgColorAccuracy, r.runs.map { $0.metrics.conceptBgColorAccuracy }, 3),
+            ("concept prompts: object colour kept", r.original.conceptObjColorAccuracy, r.runs.map { $0.metrics.conceptObjColorAccuracy }, 3),
+            ("units masked", nil, r.runs.map { $0.cost.map { Double($0.maskedUnits) } }, 0),
+            ("erase wall time (s)", nil, r.runs.map { $0.cost?.eraseSeconds }, 0),
+        ]
+        var out = "| metric | original | " + r.runs.map { $0.name + ($0.beta.map { " (β \(HTMLReport.fmt($0, 2)))" } ?? "") }.joined(separator: " | ") + " |\n"
+        out += "|---|---|" + String(repeating: "---|", count: r.runs.count) + "\n"
+        for (name, o, vals, d) in rows {
+            if name.hasPrefix("neutral colour") {
+                let cell = { (m: EvaluationReport.ModelMetrics) in "\(HTMLReport.fmt(m.neutral.objColorAccuracy)) / \(HTMLReport.fmt(m.neutral.bgColorAccuracy))" }
+                out += "| \(name) | \(cell(r.original)) | " + r.runs.map { cell($0.metrics) }.joined(separator: " | ") + " |\n"
+                continue
+            }
+            out += "| \(name) | \(f(o, d)) | " + vals.map { f($0, d) }.joined(separator: " | ") + " |\n"
+        }
+        let p = r.evaluationProtocol
+        out += "\nProtocol \(p.version): \(p.samples) prompts per concept set, \(p.perClass) per neutral class, seed \(p.seed), \(p.samplingSteps) steps, guidance \(HTMLReport.fmt(p.guidance, 1)).\n"
+        return out
     }
 }
 

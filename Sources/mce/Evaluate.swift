@@ -30,6 +30,7 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Classifier-free guidance scale (1 = off).") var guidance: Double = BaseModelSpec.defaultGuidance
     @Option(help: "Detector weights.") var detector: String = SceneDetector.defaultPath
     @Option(help: "Output folder.") var out: String = "out/evaluate"
+    @Flag(help: "Also write every sample and the real reference scenes as PNG under OUT/samples (for scripts/evaluation/standard_fid.py).") var saveSamples = false
 
     func validate() throws {
         if masks == nil && erased == nil && compare.isEmpty { throw ValidationError("give --masks FILE, --erased PATH or --compare RUN…") }
@@ -78,6 +79,12 @@ struct Evaluate: ParsableCommand {
                 bar.update(min(done, images * steps), extra: label)
             }
             let files = try ReportWriter.write(result.report, samples: result.samples, to: out)
+            if saveSamples {
+                let neutralClasses = Set((0..<Vocabulary.classCount).filter { c in !concepts.contains { $0.classID == c } })
+                let real = try Evaluator.realScenes(classes: neutralClasses, protocol: p).map(\.image)
+                try ReportWriter.writeSamples(result.samples, runNames: result.report.runs.map(\.name), real: real, to: out)
+                print("samples: \(out)/samples")
+            }
             let r = result.report
             for run in r.runs {
                 print("\(run.name):")
