@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's main command: erase one concept from the committed base model (models/base) with the default
-# settings, then print where the report, the mask file and the baked checkpoint are. Installs build
+# settings; `mce erase` then measures the erased model with `mce evaluate`'s protocol and prints where the
+# report (evaluation/report.html), the mask file and the baked checkpoint are. Installs build
 # dependencies and the data/MiniLM if missing (scripts/setup.sh) and builds mce in release mode.
 #   scripts/demo.sh [CONCEPT]        (default: "ankle boot"; any world class or synonym)
 set -euo pipefail

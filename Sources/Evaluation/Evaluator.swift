@@ -33,17 +33,20 @@ public struct SampleSet {
 }
 
 public enum Evaluator {
-    /// Generates every set with the original and each erased model and measures it.
+    /// Generates every set with the original and each erased model and measures it. `extraConceptSets`
+    /// (e.g. the prompts an erase run trained on, with their seeds) are measured like the concept sets.
     public static func run(
         base: FluxTransformer<Float>, baseName: String, erased: [ErasedModel], concepts: [ConceptSpec],
         encoder: PromptEncoder, detector: SceneDetector, protocol p: EvaluationProtocol,
+        extraConceptSets: [(name: String, prompts: [EvaluationPrompt])] = [],
         progress: ((String, Int, Int) -> Void)? = nil
     ) throws -> (report: EvaluationReport, samples: [SampleSet]) {
         let classes = concepts.compactMap(\.classID)
         guard !classes.isEmpty else {
             throw ErasureError.badInput("the detector knows the world's 20 classes only; \(concepts.map(\.name)) is none of them")
         }
-        var sets = EvaluationPrompts.conceptSets(classes: classes, protocol: p)
+        // The pinned concept sets first (the targets read the first), then the caller's, then neutral.
+        var sets = EvaluationPrompts.conceptSets(classes: classes, protocol: p) + extraConceptSets.filter { !$0.prompts.isEmpty }
         sets.append(("neutral", EvaluationPrompts.neutral(excluding: classes, protocol: p)))
         let all = sets.flatMap(\.prompts)
         let total = all.count * p.samplingSteps * (1 + erased.count)

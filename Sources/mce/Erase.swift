@@ -2,6 +2,7 @@ import ArgumentParser
 import BaseModel
 import Detector
 import Erasure
+import Evaluation
 import Flux
 import Foundation
 import SafeTensors
@@ -12,7 +13,8 @@ struct Erase: ParsableCommand {
         abstract: "Erases concepts: learns neuron masks end to end through the sampler, binarises them and bakes them into a checkpoint.",
         discussion: """
         Writes OUT/masks.safetensors (logits and binary masks per site), OUT/model (the baked checkpoint, in the \
-        input's layout), OUT/report.json and OUT/grid.png (original vs erased samples, same seeds). \
+        input's layout), OUT/report.json (options, loss history, cost, units masked, measurements) and \
+        OUT/evaluation/ (the `mce evaluate` report of the erased model: report.html, PNG grids). \
         OUT/state.safetensors holds the logits and optimiser state every --checkpoint-every iterations; \
         --resume continues from it.
         """)
@@ -44,7 +46,7 @@ struct Erase: ParsableCommand {
     @Option(help: "Output folder.") var out: String = "out/erase"
     @Flag(help: "Continue from OUT/state.safetensors.") var resume = false
     @Option(help: "Iterations between state checkpoints.") var checkpointEvery: Int = 10
-    @Option(help: "Prompts per evaluation set (0 = no evaluation).") var evalPrompts: Int = 100
+    @Option(help: "Prompts per concept set of the evaluation afterwards (`mce evaluate`'s protocol; 0 = no evaluation).") var evalPrompts: Int = EvaluationProtocol().samples
     @Option(help: "Detector weights for the filter and the evaluation.") var detector: String = SceneDetector.defaultPath
 
     func validate() throws {
@@ -147,42 +149,44 @@ struct Erase: ParsableCommand {
             print(String(format: "masked %d of %d units (%.2f%%)", masked, total, 100 * Double(masked) / Double(max(1, total))))
             for c in counts where c.masked > 0 { print("  \(c.site): \(c.masked)/\(c.total)") }
 
-            // Measure it.
-            guard evalPrompts > 0, let det = detectorModel, o.concepts.contains(where: { $0.classID != nil }) else {
-                log("no evaluation (needs a world concept and the detector)")
-                return
-            }
-            let result = try ErasureEvaluation.run(
-                model: transformer, masks: file.maskSet(), encoder: encoder, detector: det, concepts: o.concepts,
-                trainingItems: items, count: evalPrompts, steps: steps, guidance: guidance, seed: seed,
-                maskedUnits: masked, totalUnits: total,
-                maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site.description, $0.masked) })) { log("evaluate: \($0)") }
-            let r = result.report
+            // Measure it with the pinned protocol (as `mce evaluate`), plus the prompts erasure trained on.
             struct Summary: Codable {
-                let report: ErasureReport; let targets: ErasureReport.Targets; let history: [ErasureStepLog]; let options: ErasureOptions
-                let cost: ErasureCost
+                let options: ErasureOptions; let history: [ErasureStepLog]; let cost: ErasureCost
+                let maskedUnits: Int; let totalUnits: Int; let maskedPerSite: [String: Int]
+                let evaluation: EvaluationReport?
+            }
+            var evaluation: EvaluationReport?
+            if evalPrompts > 0, let det = detectorModel, o.concepts.contains(where: { $0.classID != nil }) {
+                var p = EvaluationProtocol()
+                p.samples = evalPrompts; p.seed = seed; p.samplingSteps = steps; p.guidance = guidance
+                let trained = items.filter { $0.isConcept && $0.classID != nil }.map {
+                    EvaluationPrompt(text: $0.prompt, seed: $0.seed, classID: $0.classID!, objColor: $0.objColor ?? -1, bgColor: $0.bgColor ?? -1)
+                }
+                let run = ErasedModel(name: "erased", source: maskPath, masks: file.maskSet(), maskFile: file,
+                                      eraseSeconds: cost.eraseSeconds, peakRSSMiB: cost.peakRSSMiB)
+                let worldConcepts = o.concepts.filter { $0.classID != nil }
+                let per = EvaluationProtocol().perClass
+                let total = (4 * evalPrompts + trained.count + (Vocabulary.classCount - worldConcepts.count) * per) * 2 * steps
+                let bar = Progress(total: total, label: "evaluate")
+                let result = try Evaluator.run(base: transformer, baseName: model, erased: [run], concepts: worldConcepts, encoder: encoder,
+                                               detector: det, protocol: p, extraConceptSets: [("erase training prompts", trained)]) { label, done, _ in
+                    bar.update(min(done, total), extra: label)
+                }
+                let files = try ReportWriter.write(result.report, samples: result.samples, to: (out as NSString).appendingPathComponent("evaluation"))
+                evaluation = result.report
+                printSummary(result.report)
+                print("evaluation report: \(files.html)")
+            } else {
+                log("no evaluation (needs a world concept, the detector and --eval-prompts > 0)")
             }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try enc.encode(Summary(report: r, targets: r.targets, history: eraser.history, options: o, cost: cost))
+            try enc.encode(Summary(options: o, history: eraser.history, cost: cost, maskedUnits: masked, totalUnits: total,
+                                   maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site.description, $0.masked) }),
+                                   evaluation: evaluation))
                 .write(to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("report.json")), options: .atomic)
-            // Before/after grid: 10 concept and 10 neutral prompts, original above erased.
-            var imgs: [RGBImage] = [], labels: [String] = []
-            for set in ["held-in", "neutral"] {
-                guard let s = result.images[set] else { continue }
-                let k = min(10, s.prompts.count)
-                imgs += s.before.prefix(k); labels += s.prompts.prefix(k).map { "original: \($0)" }
-                imgs += s.after.prefix(k); labels += s.prompts.prefix(k).map { "erased: \($0)" }
-            }
-            let grid = (out as NSString).appendingPathComponent("grid.png")
-            try ImageGrid(columns: 10, scale: 3, gap: 2, labelLines: 3).write(imgs, labels: labels, to: grid)
-            print(String(format: """
-            concept detection rate (ACC): training prompts %.3f → %.3f, held-in %.3f → %.3f (target ≤ 0.05 from ≥ 0.85), held-out wording %.3f → %.3f
-            neutral prompts: object accuracy %.3f → %.3f (within 0.03), SSIM %.3f (≥ 0.85), colours kept %.3f
-            concept prompts' background kept %.3f (≥ 0.9 with the deconcept target)
-            """, r.training.before, r.training.after, r.heldIn.before, r.heldIn.after, r.heldOut.before, r.heldOut.after,
-                         r.neutral.before, r.neutral.after, r.neutralSSIM, r.neutralColorsKept, r.conceptBackgroundKept))
-            print("report: \((out as NSString).appendingPathComponent("report.json")), grid: \(grid)")
+            print(String(format: "erasing took %.0f s, peak memory %.0f MiB", cost.eraseSeconds, cost.peakRSSMiB))
+            print("summary: \((out as NSString).appendingPathComponent("report.json"))")
         }
     }
 }

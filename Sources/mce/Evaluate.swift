@@ -85,21 +85,7 @@ struct Evaluate: ParsableCommand {
                 try ReportWriter.writeSamples(result.samples, runNames: result.report.runs.map(\.name), real: real, to: out)
                 print("samples: \(out)/samples")
             }
-            let r = result.report
-            for run in r.runs {
-                print("\(run.name):")
-                for (o, e) in zip(r.original.conceptSets, run.metrics.conceptSets) {
-                    print(String(format: "  concept ACC, %@: %.3f → %.3f", o.name, o.detectionRate, e.detectionRate))
-                }
-                print(String(format: "  neutral object accuracy %.3f → %.3f, SSIM %.3f, feature distance %.4f, FID to original %.1f",
-                             r.original.neutral.objectAccuracy, run.metrics.neutral.objectAccuracy, run.comparison.neutralSSIM,
-                             run.comparison.neutralFeatureDistance, run.comparison.neutralFIDToOriginal ?? .nan))
-                print(String(format: "  concept prompts: background colour kept %.3f, object colour kept %.3f",
-                             run.metrics.conceptBgColorAccuracy, run.metrics.conceptObjColorAccuracy))
-                if let worst = run.ripple.min(by: { $0.delta < $1.delta }) {
-                    print(String(format: "  largest ripple: %@ %.3f → %.3f", worst.name, worst.before, worst.after))
-                }
-            }
+            printSummary(result.report)
             print("report: \(files.html)\n        \(files.json)")
         }
     }
@@ -141,4 +127,22 @@ struct Evaluate: ParsableCommand {
     }
 
     struct EraseSummaryCost: Decodable { let cost: ErasureCost? }
+}
+
+/// The measurements of each erased model, one block per model.
+func printSummary(_ r: EvaluationReport) {
+    for run in r.runs {
+        print("\(run.name):")
+        for (o, e) in zip(r.original.conceptSets, run.metrics.conceptSets) {
+            print(String(format: "  concept ACC, %@: %.3f → %.3f", o.name, o.detectionRate, e.detectionRate))
+        }
+        print(String(format: "  neutral object accuracy %.3f → %.3f, SSIM %.3f, feature distance %.4f, FID to original %.1f",
+                     r.original.neutral.objectAccuracy, run.metrics.neutral.objectAccuracy, run.comparison.neutralSSIM,
+                     run.comparison.neutralFeatureDistance, run.comparison.neutralFIDToOriginal ?? .nan))
+        print(String(format: "  concept prompts: background colour kept %.3f, object colour kept %.3f",
+                     run.metrics.conceptBgColorAccuracy, run.metrics.conceptObjColorAccuracy))
+        if let worst = run.ripple.min(by: { $0.delta < $1.delta }) {
+            print(String(format: "  largest ripple: %@ %.3f → %.3f", worst.name, worst.before, worst.after))
+        }
+    }
 }

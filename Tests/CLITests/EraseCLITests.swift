@@ -58,5 +58,29 @@ extension CLITests {
         try mce(["masks", "merge", out + "/masks.safetensors", again + "/masks.safetensors", "--out", merged])
         try mce(["masks", "bake", "--masks", merged, "--model", baseModel, "--out", dir.appendingPathComponent("baked").path])
         try mce(["info", "--model", dir.appendingPathComponent("baked").path])
+        // The report of the erased model, from the erase folder and from the baked checkpoint, in one run.
+        let ev = dir.appendingPathComponent("evaluate").path
+        let e = try mce(["evaluate", "--model", baseModel, "--masks", out, "--compare", dir.appendingPathComponent("baked").path,
+                         "--samples", "1", "--per-class", "1", "--steps", "2", "--real-scenes", "4", "--out", ev])
+        XCTAssertTrue(e.out.contains("concept ACC, training templates"), e.out)
+        for f in ["report.json", "report.html", "summary.md", "grid-neutral.png"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: ev + "/" + f), f)
+        }
+    }
+
+    func testEvaluateBadInput() throws {
+        let out = dir.appendingPathComponent("ev").path
+        func fails(_ args: [String], _ message: String, exit: Int32 = 1, line: UInt = #line) throws {
+            let r = try mce(["evaluate", "--model", baseModel, "--out", out] + args, expectExit: exit, line: line)
+            XCTAssertTrue(r.err.contains(message), "expected '\(message)' in: \(r.err)", line: line)
+        }
+        try fails([], "give --masks FILE, --erased PATH or --compare", exit: 64)
+        try fails(["--masks", dir.appendingPathComponent("none.safetensors").path], "none.safetensors does not exist")
+        let junk = dir.appendingPathComponent("junk.safetensors").path
+        try "not safetensors".write(toFile: junk, atomically: true, encoding: .utf8)
+        try fails(["--masks", junk], "neither a mask file nor")
+        try fails(["--erased", junk, "--concept", "cat"], "not a loadable checkpoint")
+        try fails(["--erased", baseModel, "--concept", "unicorn"], "the detector measures the world's classes only")
+        try fails(["--erased", baseModel], "give --concept")
     }
 }
