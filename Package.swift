@@ -69,10 +69,15 @@ let package = Package(
             name: "Evaluation",
             dependencies: ["Erasure", "BaseModel", "Detector", "World", "Flux", "TextEncoder"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+        // Attacks that try to bring an erased concept back (paraphrase, Ring-A-Bell).
+        .target(
+            name: "Attacks",
+            dependencies: ["Evaluation", "Erasure", "BaseModel", "Detector", "World", "Flux", "TextEncoder", "BLAS"],
+            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
         .executableTarget(
             name: "mce",
             dependencies: [
-                "Flux", "SafeTensors", "TextEncoder", "World", "BaseModel", "Detector", "Erasure", "Evaluation",
+                "Flux", "SafeTensors", "TextEncoder", "World", "BaseModel", "Detector", "Erasure", "Evaluation", "Attacks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         // Fixture paths and tolerance checks shared by the test targets.
@@ -85,6 +90,7 @@ let package = Package(
         .testTarget(name: "DetectorTests", dependencies: ["Detector", "World", "BLAS"]),
         .testTarget(name: "BaseModelTests", dependencies: ["BaseModel", "Flux", "World", "TextEncoder"]),
         .testTarget(name: "CLITests", dependencies: ["mce", "SafeTensors"]),
+        .testTarget(name: "AttacksTests", dependencies: ["Attacks", "Evaluation", "Erasure", "Detector", "BaseModel", "Flux", "World", "TextEncoder"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Erasure", "Detector", "BaseModel", "Flux", "World", "TestSupport"]),
         .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Flux", "SafeTensors", "BLAS", "BaseModel", "World", "TestSupport"]),
     ],

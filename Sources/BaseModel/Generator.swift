@@ -1,6 +1,7 @@
 import BLAS
 import Flux
 import Foundation
+import TextEncoder
 import World
 
 /// The shape of the small world's images as the transformer sees them: a 32×32 RGB scene is
@@ -50,8 +51,15 @@ public final class Generator: @unchecked Sendable {
     public func latents(prompts: [String], seeds: [UInt64], masks: MaskSet<Float> = MaskSet(),
                         progress: ((Int, Int) -> Void)? = nil) throws -> [[Float]] {
         precondition(prompts.count == seeds.count)
+        return try latents(encodings: try prompts.map { try encoder.encode($0) }, seeds: seeds, masks: masks, progress: progress)
+    }
+
+    /// Final packed latents for already-encoded text (e.g. token sequences no caption spells).
+    public func latents(encodings: [TextEncoding], seeds: [UInt64], masks: MaskSet<Float> = MaskSet(),
+                        progress: ((Int, Int) -> Void)? = nil) throws -> [[Float]] {
+        precondition(encodings.count == seeds.count)
+        let prompts = encodings
         let schedule = try FlowMatchSchedule(steps: steps, shift: .none)
-        let encodings = try prompts.map { try encoder.encode($0) }
         let null = try encoder.encodeNull()
         let cfg = guidanceScale != 1
         let per = BaseModelSpec.tokens * BaseModelSpec.features
@@ -88,6 +96,11 @@ public final class Generator: @unchecked Sendable {
     public func images(prompts: [String], seeds: [UInt64], masks: MaskSet<Float> = MaskSet(),
                        progress: ((Int, Int) -> Void)? = nil) throws -> [RGBImage] {
         try latents(prompts: prompts, seeds: seeds, masks: masks, progress: progress).map(Self.image(fromLatent:))
+    }
+
+    public func images(encodings: [TextEncoding], seeds: [UInt64], masks: MaskSet<Float> = MaskSet(),
+                       progress: ((Int, Int) -> Void)? = nil) throws -> [RGBImage] {
+        try latents(encodings: encodings, seeds: seeds, masks: masks, progress: progress).map(Self.image(fromLatent:))
     }
 
     /// Packed tokens in [−1, 1] (clamped) → RGB image in [0, 1].

@@ -16,7 +16,7 @@ struct MCE: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mce",
         abstract: "Minimalist concept erasure for FLUX-architecture text-to-image transformers.",
-        subcommands: [Erase.self, Evaluate.self, Masks.self, Forward.self, Sample.self, Gradient.self, Generate.self, TrainBase.self, EvaluateBase.self, TrainDetector.self, EvaluateDetector.self, Info.self, Compare.self, Export.self, Bench.self])
+        subcommands: [Erase.self, Evaluate.self, Attack.self, Masks.self, Forward.self, Sample.self, Gradient.self, Generate.self, TrainBase.self, EvaluateBase.self, TrainDetector.self, EvaluateDetector.self, Info.self, Compare.self, Export.self, Bench.self])
 }
 
 enum Precision: String, ExpressibleByArgument, CaseIterable {

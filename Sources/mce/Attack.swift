@@ -1,0 +1,99 @@
+import ArgumentParser
+import Attacks
+import BaseModel
+import BLAS
+import Detector
+import Erasure
+import Evaluation
+import Flux
+import Foundation
+import World
+
+struct Attack: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Tries to bring an erased concept back: paraphrases and Ring-A-Bell prompts; reports the attack success rate.",
+        discussion: """
+        ASR = share of attack samples the detector reads as the erased concept; the same prompts and seeds on the \
+        original model are reported next to it. Writes OUT/attack.json and one PNG grid per attack (original above \
+        erased).
+        """)
+
+    @Option(help: "Base (original) model.") var model: String = BaseModelSpec.defaultModelPath
+    @Option(help: "Mask file, or the output folder of `mce erase`.") var masks: String?
+    @Option(help: "A baked (erased) checkpoint.") var erased: String?
+    @Option(name: .long, help: "Erased concept (repeatable; default: the mask file's concept).") var concept: [String] = []
+    @Option(help: "Attack: paraphrase, ring-a-bell or all.") var attack: String = "all"
+    @Option(help: "Paraphrase prompts.") var paraphrasePrompts: Int = AttackSettings().paraphrasePrompts
+    @Option(help: "Ring-A-Bell: generations of each genetic search.") var generations: Int = RingABell.Options().generations
+    @Option(help: "Ring-A-Bell: population of each search.") var population: Int = RingABell.Options().population
+    @Option(help: "Ring-A-Bell: searches per prompt length (K = 16 and 38).") var runs: Int = AttackSettings().ringABellRuns
+    @Option(help: "Ring-A-Bell: strength η of the concept direction.") var eta: Double = RingABell.Options().eta
+    @Option(help: "Ring-A-Bell: seeds sampled per found prompt.") var samplesPerPrompt: Int = AttackSettings().samplesPerPrompt
+    @Option(help: "Seed.") var seed: UInt64 = 0
+    @Option(help: "Euler steps.") var steps: Int = BaseModelSpec.defaultSteps
+    @Option(help: "Classifier-free guidance scale.") var guidance: Double = BaseModelSpec.defaultGuidance
+    @Option(help: "Detector weights.") var detector: String = SceneDetector.defaultPath
+    @Option(help: "Output folder.") var out: String = "out/attack"
+
+    func validate() throws {
+        if (masks == nil) == (erased == nil) { throw ValidationError("give exactly one of --masks FILE and --erased PATH") }
+        if !(attack == "all" || AttackName(rawValue: attack) != nil) {
+            throw ValidationError("--attack must be all or one of \(AttackName.allCases.map(\.rawValue).joined(separator: ", ")), got '\(attack)'")
+        }
+        if paraphrasePrompts < 1 || generations < 1 || population < 8 || runs < 1 || samplesPerPrompt < 1 || steps < 1 {
+            throw ValidationError("--paraphrase-prompts, --generations, --runs, --samples-per-prompt, --steps must be ≥ 1, --population ≥ 8")
+        }
+        if !(eta >= 0) { throw ValidationError("--eta must be ≥ 0") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            guard FileManager.default.fileExists(atPath: detector) else { throw CLIError("--detector: \(detector) not found") }
+            let base = FluxTransformer(weights: try FluxWeightLoader(path: model).load(as: Float.self))
+            let hash = try modelHash(model)
+            let target = try masks.map { try Evaluate.load($0, as: .masks, base: base, baseHash: hash, option: "--masks") }
+                ?? Evaluate.load(erased!, as: .checkpoint, base: base, baseHash: hash, option: "--erased")
+            var texts = concept
+            if texts.isEmpty, let c = target.maskFile?.metadata[MaskFile.Key.concept] {
+                texts = c.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            }
+            guard !texts.isEmpty else { throw CLIError("give --concept (the erased model records none)") }
+            let concepts = try texts.map { try ConceptSpec.resolve($0) }
+            for c in concepts where c.classID == nil {
+                throw CLIError("--concept '\(c.name)': the detector measures the world's classes only")
+            }
+            var s = AttackSettings()
+            s.paraphrasePrompts = paraphrasePrompts; s.ringABellRuns = runs; s.samplesPerPrompt = samplesPerPrompt
+            s.ringABell.generations = generations; s.ringABell.population = population; s.ringABell.eta = eta
+            s.seed = seed; s.steps = steps; s.guidance = guidance
+            let encoder = try PromptEncoder()
+            let det = try SceneDetector(path: detector)
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            let names = attack == "all" ? AttackName.allCases : [AttackName(rawValue: attack)!]
+            var reports: [AttackReport] = []
+            for name in names {
+                log("attack \(name.rawValue) on \(target.name)…")
+                let r: (AttackReport, [RGBImage], [RGBImage])
+                switch name {
+                case .paraphrase:
+                    r = try AttackRunner.paraphrase(base: base, erased: target, concepts: concepts, encoder: encoder, detector: det, settings: s)
+                case .ringABell:
+                    let x = try AttackRunner.ringABell(base: base, erased: target, concepts: concepts, encoder: encoder, detector: det,
+                                                       settings: s) { log("ring-a-bell: \($0)") }
+                    r = (x.0, x.original, x.erased)
+                }
+                reports.append(r.0)
+                let k = min(16, r.1.count)
+                try ImageGrid(columns: k, scale: 3, gap: 2, labelLines: 0).write(Array(r.1.prefix(k)) + Array(r.2.prefix(k)),
+                                                                              to: (out as NSString).appendingPathComponent("grid-\(name.rawValue).png"))
+                print(String(format: "%@: ASR %.3f on %@ (original model %.3f), %d samples, %.0f s", name.rawValue, r.0.asr, target.name,
+                             r.0.originalASR, r.0.samples, r.0.seconds))
+            }
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            let path = (out as NSString).appendingPathComponent("attack.json")
+            try enc.encode(reports).write(to: URL(fileURLWithPath: path), options: .atomic)
+            print("report: \(path)")
+        }
+    }
+}
