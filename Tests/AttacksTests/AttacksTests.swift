@@ -30,4 +30,23 @@ final class AttacksTests: XCTestCase {
         XCTAssertEqual(try encoder.miniLM.tokenIds(a.text), a.tokenIds)
         XCTAssertEqual(a.tokenIds.count, o.tokens + 2)
     }
+
+    /// Against the original model (a mask that removes nothing) paraphrases of a concept the model draws well
+    /// must succeed, and the erased and original columns agree exactly.
+    func testParaphraseSucceedsOnTheOriginalModel() throws {
+        let basePath = Self.root.appendingPathComponent(BaseModelSpec.defaultModelPath).path
+        let detPath = Self.root.appendingPathComponent(SceneDetector.defaultPath).path
+        guard FileManager.default.fileExists(atPath: basePath), FileManager.default.fileExists(atPath: detPath) else {
+            throw XCTSkip("no committed base model or detector")
+        }
+        let base = FluxTransformer(weights: try FluxWeightLoader(path: basePath).load(as: Float.self))
+        var s = AttackSettings()
+        s.paraphrasePrompts = 8
+        let r = try AttackRunner.paraphrase(base: base, erased: ErasedModel(name: "none", source: "test"), concepts: [try ConceptSpec.resolve("ankle boot")],
+                                            encoder: try PromptEncoder(), detector: try SceneDetector(path: detPath), settings: s)
+        XCTAssertEqual(r.0.samples, 8)
+        XCTAssertEqual(r.0.asr, r.0.originalASR)
+        XCTAssertGreaterThanOrEqual(r.0.asr, 0.5, "\(r.0.prompts)")
+        XCTAssertTrue(r.0.prompts.allSatisfy { p in !CaptionGrammar.mentions(in: p.text).isEmpty })
+    }
 }
