@@ -144,5 +144,10 @@ func printSummary(_ r: EvaluationReport) {
         if let worst = run.ripple.min(by: { $0.delta < $1.delta }) {
             print(String(format: "  largest ripple: %@ %.3f → %.3f", worst.name, worst.before, worst.after))
         }
+        let t = run.targets, th = r.evaluationProtocol.thresholds
+        func mark(_ ok: Bool) -> String { ok ? "met" : "NOT met" }
+        print(String(format: "  targets: concept ACC ≤ %.2f %@; neutral accuracy within %.2f %@; SSIM ≥ %.2f %@; background kept ≥ %.2f %@",
+                     th.conceptGone, mark(t.conceptGone), th.neutralDrop, mark(t.neutralKept), th.ssim, mark(t.ssim),
+                     th.background, mark(t.background)))
     }
 }
