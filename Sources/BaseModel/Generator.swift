@@ -58,15 +58,14 @@ public final class Generator: @unchecked Sendable {
     public func latents(encodings: [TextEncoding], seeds: [UInt64], masks: MaskSet<Float> = MaskSet(),
                         progress: ((Int, Int) -> Void)? = nil) throws -> [[Float]] {
         precondition(encodings.count == seeds.count)
-        let prompts = encodings
         let schedule = try FlowMatchSchedule(steps: steps, shift: .none)
         let null = try encoder.encodeNull()
         let cfg = guidanceScale != 1
         let per = BaseModelSpec.tokens * BaseModelSpec.features
         var out: [[Float]] = []
         var start = 0
-        while start < prompts.count {
-            let n = min(maxBatch, prompts.count - start)
+        while start < encodings.count {
+            let n = min(maxBatch, encodings.count - start)
             let encs = Array(encodings[start..<(start + n)]) + (cfg ? Array(repeating: null, count: n) : [])
             let cond = try encoder.conditioning(encs, config: model.config, imageIds: BaseModelSpec.imageIds)
             let B = encs.count
@@ -85,7 +84,7 @@ public final class Generator: @unchecked Sendable {
                     let vj = cfg ? v[n * per + j] + g * (v[j] - v[n * per + j]) : v[j]
                     x[j] += dt * vj
                 }
-                progress?(start * steps + (i + 1) * n, prompts.count * steps)
+                progress?(start * steps + (i + 1) * n, encodings.count * steps)
             }
             for k in 0..<n { out.append(Array(UnsafeBufferPointer(start: x.p + k * per, count: per))) }
             start += n

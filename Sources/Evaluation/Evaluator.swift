@@ -74,6 +74,16 @@ public enum Evaluator {
         return (report, samples)
     }
 
+    /// Prompts of the pinned sets (four concept sets and the neutral set) for these concepts.
+    public static func promptCount(concepts: [ConceptSpec], protocol p: EvaluationProtocol) -> Int {
+        4 * p.samples + (Vocabulary.classCount - Set(concepts.compactMap(\.classID)).count) * p.perClass
+    }
+
+    /// Samples `run` generates (for progress bars sized before it starts): every prompt (pinned sets plus `extraPrompts`) with the original and each erased model.
+    public static func sampleCount(concepts: [ConceptSpec], erasedModels: Int, extraPrompts: Int = 0, protocol p: EvaluationProtocol) -> Int {
+        (promptCount(concepts: concepts, protocol: p) + extraPrompts) * (1 + erasedModels)
+    }
+
     /// Real test scenes of the neutral classes: the FID reference and the detector's ceiling.
     public static func realScenes(classes: Set<Int>, protocol p: EvaluationProtocol) throws -> [Scene] {
         let sampler = try SceneSampler.load(split: .test, seed: p.seed ^ 0x5245_414C)

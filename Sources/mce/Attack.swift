@@ -53,15 +53,7 @@ struct Attack: ParsableCommand {
             let hash = try modelHash(model)
             let target = try masks.map { try Evaluate.load($0, as: .masks, base: base, baseHash: hash, option: "--masks") }
                 ?? Evaluate.load(erased!, as: .checkpoint, base: base, baseHash: hash, option: "--erased")
-            var texts = concept
-            if texts.isEmpty, let c = target.maskFile?.metadata[MaskFile.Key.concept] {
-                texts = c.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            }
-            guard !texts.isEmpty else { throw CLIError("give --concept (the erased model records none)") }
-            let concepts = try texts.map { try ConceptSpec.resolve($0) }
-            for c in concepts where c.classID == nil {
-                throw CLIError("--concept '\(c.name)': the detector measures the world's classes only")
-            }
+            let concepts = try Evaluate.worldConcepts(concept, recordedIn: [target])
             var s = AttackSettings()
             s.paraphrasePrompts = paraphrasePrompts; s.ringABellRuns = runs; s.samplesPerPrompt = samplesPerPrompt
             s.ringABell.generations = generations; s.ringABell.population = population; s.ringABell.eta = eta

@@ -165,8 +165,7 @@ struct Erase: ParsableCommand {
                 let run = ErasedModel(name: "erased", source: maskPath, masks: file.maskSet(), maskFile: file,
                                       eraseSeconds: cost.eraseSeconds, peakRSSMiB: cost.peakRSSMiB)
                 let worldConcepts = o.concepts.filter { $0.classID != nil }
-                let per = EvaluationProtocol().perClass
-                let total = (4 * evalPrompts + trained.count + (Vocabulary.classCount - worldConcepts.count) * per) * 2 * steps
+                let total = Evaluator.sampleCount(concepts: worldConcepts, erasedModels: 1, extraPrompts: trained.count, protocol: p) * steps
                 let bar = Progress(total: total, label: "evaluate")
                 let result = try Evaluator.run(base: transformer, baseName: model, erased: [run], concepts: worldConcepts, encoder: encoder,
                                                detector: det, protocol: p, extraConceptSets: [("erase training prompts", trained)]) { label, done, _ in

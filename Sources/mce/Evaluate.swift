@@ -57,21 +57,13 @@ struct Evaluate: ParsableCommand {
                 while names.contains(n) { n = "\(runs[i].name)-\(k)"; k += 1 }
                 runs[i].name = n; names.insert(n)
             }
-            var conceptTexts = concept
-            if conceptTexts.isEmpty, let meta = runs.compactMap(\.maskFile).first?.metadata, let c = meta[MaskFile.Key.concept] {
-                conceptTexts = c.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            }
-            guard !conceptTexts.isEmpty else { throw CLIError("give --concept (the erased model records none)") }
-            let concepts = try conceptTexts.map { try ConceptSpec.resolve($0) }
-            for c in concepts where c.classID == nil {
-                throw CLIError("--concept '\(c.name)': the detector measures the world's classes only (\(Vocabulary.classes.map(\.name).joined(separator: ", ")))")
-            }
+            let concepts = try Self.worldConcepts(concept, recordedIn: runs)
             var p = EvaluationProtocol()
             p.samples = samples; p.perClass = perClass; p.seed = seed; p.samplingSteps = steps; p.guidance = guidance
             p.realScenes = realScenes
             let encoder = try PromptEncoder()
             let det = try SceneDetector(path: detector)
-            let images = (4 * samples + (Vocabulary.classCount - concepts.count) * perClass) * (1 + runs.count)
+            let images = Evaluator.sampleCount(concepts: concepts, erasedModels: runs.count, protocol: p)
             log("evaluating \(concepts.map(\.name).joined(separator: ", ")): \(runs.map(\.name).joined(separator: ", ")) vs \(model), \(images) samples")
             let bar = Progress(total: images * steps, label: "evaluate")
             let result = try Evaluator.run(base: base, baseName: model, erased: runs, concepts: concepts, encoder: encoder,
@@ -88,6 +80,21 @@ struct Evaluate: ParsableCommand {
             printSummary(result.report)
             print("report: \(files.html)\n        \(files.json)")
         }
+    }
+
+    /// The erased concepts: `--concept` texts, or else the concept the first mask file records; each must be a
+    /// world class, the only concepts the detector measures.
+    static func worldConcepts(_ texts: [String], recordedIn runs: [ErasedModel]) throws -> [ConceptSpec] {
+        var texts = texts
+        if texts.isEmpty, let c = runs.compactMap(\.maskFile).first?.metadata[MaskFile.Key.concept] {
+            texts = c.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        guard !texts.isEmpty else { throw CLIError("give --concept (the erased model records none)") }
+        let concepts = try texts.map { try ConceptSpec.resolve($0) }
+        for c in concepts where c.classID == nil {
+            throw CLIError("--concept '\(c.name)': the detector measures the world's classes only (\(Vocabulary.classes.map(\.name).joined(separator: ", ")))")
+        }
+        return concepts
     }
 
     enum Kind { case masks, checkpoint }
