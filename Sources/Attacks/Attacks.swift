@@ -18,6 +18,13 @@ public struct AttackReport: Codable, Sendable {
         public let detectedErased: Int
         public let detectedOriginal: Int
     }
+    /// ASR (or detection rate) against budget, for attacks that have one.
+    public struct CurvePoint: Codable, Sendable {
+        public var variant: String?
+        public let budget: Int
+        public let asr: Double
+        public init(variant: String? = nil, budget: Int, asr: Double) { self.variant = variant; self.budget = budget; self.asr = asr }
+    }
     public let attack: String
     public let concepts: [String]
     public let erasedModel: String
@@ -27,11 +34,16 @@ public struct AttackReport: Codable, Sendable {
     public let budget: [String: String]
     public let seconds: Double
     public let prompts: [Prompt]
+    public var curve: [CurvePoint]? = nil
+    /// Relearning: fine-tuning steps until the detection rate reaches half the original's, per variant.
+    public var stepsToRecover: [String: Int?]? = nil
 }
 
 public enum AttackName: String, CaseIterable, Sendable {
     case paraphrase
     case ringABell = "ring-a-bell"
+    case embedding
+    case relearning
 }
 
 public struct AttackSettings: Sendable {
@@ -41,6 +53,8 @@ public struct AttackSettings: Sendable {
     public var ringABellLengths = [16, 38]
     public var ringABellRuns = 2
     public var samplesPerPrompt = 8
+    public var embedding = EmbeddingAttack.Options()
+    public var relearning = RelearningAttack.Options()
     public var steps = BaseModelSpec.defaultSteps
     public var guidance = BaseModelSpec.defaultGuidance
     public var seed: UInt64 = 0
@@ -104,12 +118,11 @@ public enum AttackRunner {
                            concepts: concepts.map(\.name), start: start)
     }
 
-    /// Ring-A-Bell: `ringABellRuns` searches per prompt length, each from a different neutral base prompt.
-    public static func ringABell(
-        base: FluxTransformer<Float>, erased: ErasedModel, concepts: [ConceptSpec], encoder: PromptEncoder,
-        detector: SceneDetector, settings s: AttackSettings, progress: ((String) -> Void)? = nil
-    ) throws -> (AttackReport, original: [RGBImage], erased: [RGBImage], found: [RingABell.Found]) {
-        let start = Date()
+    /// Ring-A-Bell's genetic searches (`ringABellRuns` per prompt length, each from a different neutral
+    /// prompt). Model-agnostic: the found prompts can attack any number of erased models.
+    public static func ringABellSearch(
+        concepts: [ConceptSpec], encoder: PromptEncoder, settings s: AttackSettings, progress: ((String) -> Void)? = nil
+    ) throws -> [RingABell.Found] {
         let classes = concepts.compactMap(\.classID)
         var found: [RingABell.Found] = []
         for k in s.ringABellLengths {
@@ -128,6 +141,18 @@ public enum AttackRunner {
                 found.append(f)
             }
         }
+        return found
+    }
+
+    /// Ring-A-Bell: the found prompts (searched now unless `known`) sampled on both models.
+    public static func ringABell(
+        base: FluxTransformer<Float>, erased: ErasedModel, concepts: [ConceptSpec], encoder: PromptEncoder,
+        detector: SceneDetector, settings s: AttackSettings, progress: ((String) -> Void)? = nil,
+        found known: [RingABell.Found]? = nil
+    ) throws -> (AttackReport, original: [RGBImage], erased: [RGBImage], found: [RingABell.Found]) {
+        let start = Date()
+        let classes = concepts.compactMap(\.classID)
+        let found = try known ?? ringABellSearch(concepts: concepts, encoder: encoder, settings: s, progress: progress)
         let encodings = try encoder.miniLM.encode(batch: found.map(\.tokenIds))
         let o = s.ringABell
         let m = try measure(
@@ -138,5 +163,103 @@ public enum AttackRunner {
                      "samples per prompt": "\(s.samplesPerPrompt)"],
             concepts: concepts.map(\.name), start: start)
         return (m.0, m.original, m.erased, found)
+    }
+}
+
+extension AttackRunner {
+    /// The white-box embedding attack, one run per erased class; ASR pooled over the runs at each budget.
+    public static func embedding(
+        base: FluxTransformer<Float>, erased: ErasedModel, concepts: [ConceptSpec], encoder: PromptEncoder,
+        detector: SceneDetector, settings s: AttackSettings, progress: ((String) -> Void)? = nil
+    ) throws -> (AttackReport, runs: [EmbeddingAttack.Run], original: [RGBImage], erased: [RGBImage]) {
+        let start = Date()
+        var o = s.embedding
+        o.seed = s.seed
+        let attack = EmbeddingAttack(encoder: encoder, options: o, samplingSteps: s.steps, guidance: s.guidance)
+        let results = try concepts.compactMap(\.classID).map {
+            try attack.run(classID: $0, base: base, erased: erased, detector: detector, progress: progress)
+        }
+        let runs = results.map(\.run)
+        let budgets = o.checkpoints.sorted()
+        let curve = budgets.map { b in
+            AttackReport.CurvePoint(budget: b, asr: runs.map { r in r.curve.first { $0.budget == b }?.asr ?? 0 }.reduce(0, +) / Double(max(1, runs.count)))
+        }
+        let prompts = runs.map { r in
+            AttackReport.Prompt(text: "[\(o.tokens) optimised tokens] \(r.conceptPrompt)",
+                                samples: r.samples, detectedErased: Int((r.curve.last?.asr ?? 0) * Double(r.samples) + 0.5),
+                                detectedOriginal: Int(r.originalRate * Double(r.samples) + 0.5))
+        }
+        var report = AttackReport(
+            attack: AttackName.embedding.rawValue, concepts: concepts.map(\.name), erasedModel: erased.name,
+            samples: runs.map(\.samples).reduce(0, +), asr: curve.last?.asr ?? 0,
+            originalASR: runs.map(\.originalRate).reduce(0, +) / Double(max(1, runs.count)),
+            budget: ["tokens": "\(o.tokens)", "optimiser steps": budgets.map(String.init).joined(separator: ","),
+                     "lr": "\(o.lr)", "pooled lr": "\(o.pooledLR)", "seeds per step": "\(o.batch)", "evaluation seeds": "\(o.evalSamples)",
+                     "pooled embedding optimised": "\(o.learnPooled)"],
+            seconds: Date().timeIntervalSince(start), prompts: prompts)
+        report.curve = curve
+        return (report, runs, results.flatMap(\.original), results.flatMap(\.attacked))
+    }
+
+    /// The relearning attack: fine-tuning curves of the erased model (masks kept, and free) and of the
+    /// original (control). ASR = the detection rate after the full budget of the first erased variant.
+    public static func relearning(
+        base: FluxTransformer<Float>, erased: ErasedModel, concepts: [ConceptSpec], encoder: PromptEncoder,
+        detector: SceneDetector, settings s: AttackSettings, progress: ((String) -> Void)? = nil
+    ) throws -> AttackReport {
+        let start = Date()
+        var o = s.relearning
+        o.seed = s.seed
+        let attack = RelearningAttack(encoder: encoder, options: o, samplingSteps: s.steps, guidance: s.guidance)
+        let (curves, originalRate) = try attack.run(base: base, erased: erased, classes: concepts.compactMap(\.classID),
+                                                    detector: detector, progress: progress)
+        let first = curves[0]
+        var report = AttackReport(
+            attack: AttackName.relearning.rawValue, concepts: concepts.map(\.name), erasedModel: erased.name,
+            samples: o.evalSamples, asr: first.points.last?.asr ?? 0, originalASR: originalRate,
+            budget: ["images": "\(o.images)", "fine-tuning steps": o.checkpoints.sorted().map(String.init).joined(separator: ","),
+                     "lr": "\(o.lr)", "evaluation prompts": "\(o.evalSamples)", "variant of the ASR": first.variant],
+            seconds: Date().timeIntervalSince(start), prompts: [])
+        report.curve = curves.flatMap { c in c.points.map { AttackReport.CurvePoint(variant: c.variant, budget: $0.budget, asr: $0.asr) } }
+        report.stepsToRecover = Dictionary(uniqueKeysWithValues: curves.map { ($0.variant, $0.stepsToRecover) })
+        return report
+    }
+}
+
+/// One attack's outcome: its report and, for prompt attacks, the original's and the erased model's samples.
+public struct AttackOutcome {
+    public let report: AttackReport
+    public let original: [RGBImage]
+    public let erased: [RGBImage]
+}
+
+extension AttackRunner {
+    /// Runs `names` against `erased`. Ring-A-Bell's found prompts are kept in `ringABellFound` (a search
+    /// serves every erased model of the same concepts).
+    public static func run(
+        _ names: [AttackName], base: FluxTransformer<Float>, erased: ErasedModel, concepts: [ConceptSpec],
+        encoder: PromptEncoder, detector: SceneDetector, settings s: AttackSettings,
+        ringABellFound: inout [RingABell.Found]?, progress: ((String) -> Void)? = nil
+    ) throws -> [AttackOutcome] {
+        try names.map { name in
+            switch name {
+            case .paraphrase:
+                let r = try paraphrase(base: base, erased: erased, concepts: concepts, encoder: encoder, detector: detector, settings: s)
+                return AttackOutcome(report: r.0, original: r.original, erased: r.erased)
+            case .ringABell:
+                let r = try ringABell(base: base, erased: erased, concepts: concepts, encoder: encoder, detector: detector, settings: s,
+                                      progress: { progress?("ring-a-bell: \($0)") }, found: ringABellFound)
+                ringABellFound = r.found
+                return AttackOutcome(report: r.0, original: r.original, erased: r.erased)
+            case .embedding:
+                let r = try embedding(base: base, erased: erased, concepts: concepts, encoder: encoder, detector: detector, settings: s,
+                                      progress: progress)
+                return AttackOutcome(report: r.0, original: r.original, erased: r.erased)
+            case .relearning:
+                let r = try relearning(base: base, erased: erased, concepts: concepts, encoder: encoder, detector: detector, settings: s,
+                                       progress: progress)
+                return AttackOutcome(report: r, original: [], erased: [])
+            }
+        }
     }
 }

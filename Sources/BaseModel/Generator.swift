@@ -57,6 +57,27 @@ public final class Generator: @unchecked Sendable {
     /// Final packed latents for already-encoded text (e.g. token sequences no caption spells).
     public func latents(encodings: [TextEncoding], seeds: [UInt64], masks: MaskSet<Float> = MaskSet(),
                         progress: ((Int, Int) -> Void)? = nil) throws -> [[Float]] {
+        try run(encodings: encodings, seeds: seeds, masks: masks, progress: progress, record: nil)
+    }
+
+    /// A sampling run's path per prompt: the latent entering each step (x_T first) and the (guided)
+    /// velocity of that step; the final latent is `latents[N−1] + dt·velocities[N−1]`.
+    public struct Trajectory: Sendable {
+        public var latents: [[Float]] = []
+        public var velocities: [[Float]] = []
+    }
+
+    public func trajectories(encodings: [TextEncoding], seeds: [UInt64], masks: MaskSet<Float> = MaskSet(),
+                             progress: ((Int, Int) -> Void)? = nil) throws -> [Trajectory] {
+        var out = [Trajectory](repeating: Trajectory(), count: encodings.count)
+        _ = try run(encodings: encodings, seeds: seeds, masks: masks, progress: progress) { k, x, v in
+            out[k].latents.append(x); out[k].velocities.append(v)
+        }
+        return out
+    }
+
+    private func run(encodings: [TextEncoding], seeds: [UInt64], masks: MaskSet<Float>, progress: ((Int, Int) -> Void)?,
+                     record: ((_ index: Int, _ x: [Float], _ v: [Float]) -> Void)?) throws -> [[Float]] {
         precondition(encodings.count == seeds.count)
         let schedule = try FlowMatchSchedule(steps: steps, shift: .none)
         let null = try encoder.encodeNull()
@@ -80,10 +101,15 @@ public final class Generator: @unchecked Sendable {
                 if cfg { (input.p + n * per).update(from: x.p, count: n * per) }
                 let v = try model.forward(hidden: input.p, sigma: Array(repeating: s, count: B), cond: cond, masks: masks)
                 let g = Float(guidanceScale)
-                for j in 0..<(n * per) {
-                    let vj = cfg ? v[n * per + j] + g * (v[j] - v[n * per + j]) : v[j]
-                    x[j] += dt * vj
+                let guided = Buffer<Float>(uninitialized: n * per)
+                for j in 0..<(n * per) { guided[j] = cfg ? v[n * per + j] + g * (v[j] - v[n * per + j]) : v[j] }
+                if let record {
+                    for k in 0..<n {
+                        record(start + k, Array(UnsafeBufferPointer(start: x.p + k * per, count: per)),
+                               Array(UnsafeBufferPointer(start: guided.p + k * per, count: per)))
+                    }
                 }
+                for j in 0..<(n * per) { x[j] += dt * guided[j] }
                 progress?(start * steps + (i + 1) * n, encodings.count * steps)
             }
             for k in 0..<n { out.append(Array(UnsafeBufferPointer(start: x.p + k * per, count: per))) }

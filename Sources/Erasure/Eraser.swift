@@ -7,6 +7,7 @@ import SafeTensors
 /// Hyper-parameters of an erasure run; stored in its checkpoints and mask file so a run resumes (and is
 /// reported) exactly.
 public struct ErasureOptions: Codable, Equatable, Sendable {
+    public var method: ErasureMethod = .mask
     public var concepts: [ConceptSpec] = []
     public var target: ErasureTarget = .deconcept
     public var beta = 1.0                    // weight of the preservation term
@@ -22,6 +23,7 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     public var batch = 4                     // items per optimiser step (the authors accumulate 4)
     public var freshNoise = false            // false: one fixed x_T per prompt (the authors); true: new x_T per epoch
     public var seed: UInt64 = 0
+    public var esdEta = 1.0                  // ESD's negative-guidance strength η
     public init() {}
 
     public func maskSites(config: FluxConfig) throws -> [MaskSite] {
@@ -62,18 +64,22 @@ public struct ErasureStepLog: Codable, Sendable {
     public let eraseLoss: Double        // mean MSE of concept items to their targets
     public let preserveLoss: Double     // mean MSE of neutral items to the original samples
     public let loss: Double             // erase + β·preserve
-    public let expectedMasked: Int      // units whose noise-free multiplier is < ½
+    public let expectedMasked: Int      // units whose noise-free multiplier is < ½ (0 for weight methods)
 }
 
-/// Learns per-neuron mask logits so that the masked model's final N-step samples for concept prompts match
-/// the original model's samples for their targets, and neutral prompts' samples stay as they were:
+/// Learns what `options.method` changes so that the model forgets the concepts. For `mask` (the product's
+/// method): per-neuron mask logits such that the masked model's final N-step samples for concept prompts
+/// match the original model's samples for their targets, and neutral prompts' samples stay as they were:
 ///   L = mean_c ‖F_θ(x_T, c) − F_θ'(x_T, target(c))‖² + β·mean_n ‖F_θ(x_T, n) − F_θ'(x_T, n)‖²
 /// (means over elements, as torch's MSELoss). Gradients come from the checkpointed backprop through all N
 /// steps; one hard-concrete draw per neuron per optimiser step is shared by the batch, the forward run and
-/// its replay.
+/// its replay. The baselines (`per-step`, `finetune`, `esd`) share prompts, targets and optimiser.
 public final class Eraser {
     public let options: ErasureOptions
+    /// The original model: targets come from it, and mask methods train masks on it.
     public let model: FluxTransformer<Float>
+    /// The model whose weights a weight method trains (a copy); the original for mask methods.
+    public let trained: FluxTransformer<Float>
     public let encoder: PromptEncoder
     public let items: [ErasureItem]
     public let sites: [MaskSite]
@@ -82,28 +88,52 @@ public final class Eraser {
     public private(set) var iteration = 0
     public private(set) var history: [ErasureStepLog] = []
     let optimizer: AdamW<Float>
+    /// Weight methods: the trained tensors, and the gradient accumulator they are read from.
+    public let trainable: [(name: String, buffer: Buffer<Float>)]
+    let weightGrads: FluxWeights<Float>?
+    let trainableGrads: [Buffer<Float>]
     private var targetCache: [String: [Float]] = [:]
+    private var trajectoryCache: [String: Generator.Trajectory] = [:]
 
     public init(model: FluxTransformer<Float>, encoder: PromptEncoder, items: [ErasureItem], options: ErasureOptions) throws {
         guard options.beta >= 0, options.beta.isFinite else { throw ErasureError.badArgument("--beta must be ≥ 0, got \(options.beta)") }
         guard options.samplingSteps >= 1 else { throw ErasureError.badArgument("--sampling-steps must be ≥ 1, got \(options.samplingSteps)") }
         guard options.iterations >= 1, options.batch >= 1 else { throw ErasureError.badArgument("--iterations and --batch must be ≥ 1") }
         guard options.lr > 0, options.guidance.isFinite else { throw ErasureError.badArgument("--lr must be > 0 and --guidance finite") }
+        guard options.esdEta.isFinite else { throw ErasureError.badArgument("--eta must be finite") }
         guard items.contains(where: \.isConcept) else { throw ErasureError.badInput("no concept prompts: nothing to erase") }
         self.options = options; self.model = model; self.encoder = encoder; self.items = items
-        sites = try options.maskSites(config: model.config)
+        sites = options.method == .esd ? [] : try options.maskSites(config: model.config)
         schedule = try FlowMatchSchedule(steps: options.samplingSteps, shift: .none)
-        for s in sites { logits[s] = Buffer(Array(repeating: Float(options.initLogit), count: s.width(model.config))) }
-        optimizer = AdamW(lr: options.lr, weightDecay: options.weightDecay)
+        if options.method.learnsMasks {
+            trained = model
+            for s in sites { logits[s] = Buffer(Array(repeating: Float(options.initLogit), count: s.width(model.config))) }
+            trainable = []; weightGrads = nil; trainableGrads = []
+        } else {
+            trained = FluxTransformer(weights: try model.weights.residentCopy())
+            trainable = try TrainableLayers.select(trained.weights, method: options.method, sites: sites)
+            let g = FluxWeights<Float>.zeros(config: model.config)
+            weightGrads = g
+            trainableGrads = try TrainableLayers.select(g, method: options.method, sites: sites).map(\.buffer)
+        }
+        optimizer = AdamW(lr: options.lr, weightDecay: options.method.learnsMasks ? options.weightDecay : 0)
     }
 
     var perSample: Int { model.config.inChannels * BaseModelSpec.tokens }
+    var guided: Bool { options.guidance != 1 }
+
+    /// The parameters the optimiser updates, in a fixed order.
+    var parameters: [Buffer<Float>] { options.method.learnsMasks ? sites.map { logits[$0]! } : trainable.map(\.buffer) }
+
+    /// Items the method trains on: ESD has no preservation term, so it draws concept prompts only.
+    public var pool: [ErasureItem] { options.method == .esd ? items.filter(\.isConcept) : items }
 
     /// The items of optimiser step `it` (epoch order; the list is already interleaved concept/neutral).
     public func batch(at it: Int) -> [(item: ErasureItem, epoch: Int)] {
-        (0..<options.batch).map { j in
+        let p = pool
+        return (0..<options.batch).map { j in
             let k = it * options.batch + j
-            return (items[k % items.count], k / items.count)
+            return (p[k % p.count], k / p.count)
         }
     }
 
@@ -115,12 +145,8 @@ public final class Eraser {
 
     /// The original (unmasked) model's final latents for (prompt, noise seed) pairs, computed once.
     public func originalSamples(_ requests: [(prompt: String, seed: UInt64)], progress: ((Int, Int) -> Void)? = nil) throws -> [[Float]] {
-        let missing = Array(Set(requests.map { key($0.prompt, $0.seed) }).subtracting(targetCache.keys)).sorted()
-        if !missing.isEmpty {
-            let pending = requests.filter { missing.contains(key($0.prompt, $0.seed)) }
-            var unique: [(String, UInt64)] = []
-            var seen = Set<String>()
-            for r in pending where seen.insert(key(r.prompt, r.seed)).inserted { unique.append((r.prompt, r.seed)) }
+        let unique = missing(requests, in: Set(targetCache.keys))
+        if !unique.isEmpty {
             let gen = Generator(model: model, encoder: encoder, steps: options.samplingSteps, guidanceScale: options.guidance)
             let out = try gen.latents(prompts: unique.map(\.0), seeds: unique.map(\.1), progress: progress)
             for (r, l) in zip(unique, out) { targetCache[key(r.0, r.1)] = l }
@@ -128,12 +154,40 @@ public final class Eraser {
         return requests.map { targetCache[key($0.prompt, $0.seed)]! }
     }
 
+    /// The original model's sampling paths (latent and guided velocity at every step), computed once.
+    public func originalTrajectories(_ requests: [(prompt: String, seed: UInt64)], progress: ((Int, Int) -> Void)? = nil) throws -> [Generator.Trajectory] {
+        let unique = missing(requests, in: Set(trajectoryCache.keys))
+        if !unique.isEmpty {
+            let gen = Generator(model: model, encoder: encoder, steps: options.samplingSteps, guidanceScale: options.guidance)
+            let encs = try unique.map { try encoder.encode($0.0, allowUnknown: true) }
+            let out = try gen.trajectories(encodings: encs, seeds: unique.map(\.1), progress: progress)
+            for (r, t) in zip(unique, out) { trajectoryCache[key(r.0, r.1)] = t }
+        }
+        return requests.map { trajectoryCache[key($0.prompt, $0.seed)]! }
+    }
+
+    private func missing(_ requests: [(prompt: String, seed: UInt64)], in have: Set<String>) -> [(String, UInt64)] {
+        var unique: [(String, UInt64)] = []
+        var seen = have
+        for r in requests where seen.insert(key(r.prompt, r.seed)).inserted { unique.append((r.prompt, r.seed)) }
+        return unique
+    }
+
     private func key(_ p: String, _ s: UInt64) -> String { "\(s)|\(p)" }
+
+    /// What each item is compared with: the target prompt's path (per-step), the concept prompt's own path
+    /// (ESD, which builds its target from it), or the target's final sample (end-to-end methods).
+    func targetRequests(_ chosen: [(item: ErasureItem, epoch: Int)]) -> [(prompt: String, seed: UInt64)] {
+        chosen.map { (options.method == .esd ? $0.item.prompt : $0.item.targetPrompt, noiseSeed($0.item, epoch: $0.epoch)) }
+    }
 
     /// Precomputes every target the run will need (all of them with fixed noise; the first epoch's otherwise).
     public func prepareTargets(progress: ((Int, Int) -> Void)? = nil) throws {
-        let reqs = items.map { ($0.targetPrompt, noiseSeed($0, epoch: 0)) }
-        _ = try originalSamples(reqs, progress: progress)
+        let reqs = targetRequests(pool.map { ($0, 0) })
+        switch options.method {
+        case .mask, .finetune: _ = try originalSamples(reqs, progress: progress)
+        case .perStep, .esd: _ = try originalTrajectories(reqs, progress: progress)
+        }
     }
 
     // MARK: masks
@@ -141,6 +195,7 @@ public final class Eraser {
     /// Multipliers and their derivatives for optimiser step `it` (a pure function of seed, step and site).
     func sampledMasks(at it: Int, logits: [MaskSite: Buffer<Float>]) -> (MaskSet<Float>, [MaskSite: [Float]]) {
         var set = MaskSet<Float>(), derivs: [MaskSite: [Float]] = [:]
+        guard options.method.learnsMasks else { return (set, derivs) }
         for (si, s) in sites.enumerated() {
             var rng = SplitMix64(seed: options.seed ^ 0x4D41_534B ^ (UInt64(it) &* 0x1_0000_0001) ^ (UInt64(si) &* 0x9E37_79B9_7F4A_7C15))
             let l = logits[s]!
@@ -170,9 +225,9 @@ public final class Eraser {
     public func step(progress: ((Int, Int) -> Void)? = nil) throws -> ErasureStepLog {
         let it = iteration
         let r = try lossAndGradient(at: it, logits: logits, progress: progress)
-        // AdamW on the logits (constant rate after a linear warm-up).
+        // AdamW (constant rate after a linear warm-up).
         optimizer.lr = options.lr * min(1, Double(it + 1) / Double(max(1, options.warmup)))
-        optimizer.update(sites.map { logits[$0]! }, sites.map { r.grads[$0]! })
+        optimizer.update(parameters, r.grads)
         iteration += 1
         let log = ErasureStepLog(iteration: iteration, eraseLoss: r.erase, preserveLoss: r.preserve, loss: r.loss,
                                  expectedMasked: expectedMasked)
@@ -180,69 +235,228 @@ public final class Eraser {
         return log
     }
 
-    /// The objective of optimiser step `iteration` and its gradient w.r.t. the logits, without updating
-    /// anything; `perturb` adds δ to one logit first (for finite-difference checks).
+    /// The objective of optimiser step `iteration` and its gradient w.r.t. the logits (mask methods), without
+    /// updating anything; `perturb` adds δ to one logit first (for finite-difference checks).
     public func probe(iteration it: Int, perturb: (MaskSite, Int, Float)? = nil) throws -> (loss: Double, grads: [MaskSite: [Float]]) {
         var l = logits.mapValues { $0.copy() }
         if let (s, j, d) = perturb { l[s]![j] += d }
         let r = try lossAndGradient(at: it, logits: l)
-        return (r.loss, r.grads.mapValues(\.array))
+        var g: [MaskSite: [Float]] = [:]
+        for (s, b) in zip(sites, r.grads) where options.method.learnsMasks { g[s] = b.array }
+        return (r.loss, g)
     }
 
-    struct Evaluation { let loss, erase, preserve: Double; let grads: [MaskSite: Buffer<Float>] }
+    /// The objective of step `it` with element `element` of parameter `index` (in `parameters` order: a site's
+    /// logits, or a trained tensor) moved by `delta`, and the gradient of every parameter; nothing is updated.
+    public func probe(iteration it: Int, parameter index: Int, element: Int, delta: Float) throws -> (loss: Double, grads: [[Float]]) {
+        if options.method.learnsMasks {
+            var l = logits.mapValues { $0.copy() }
+            l[sites[index]]![element] += delta
+            let r = try lossAndGradient(at: it, logits: l)
+            return (r.loss, r.grads.map(\.array))
+        }
+        let b = trainable[index].buffer, saved = b[element]
+        b[element] = saved + delta
+        defer { b[element] = saved }
+        let r = try lossAndGradient(at: it, logits: logits)
+        return (r.loss, r.grads.map(\.array))
+    }
+
+    /// The objective and its gradient for each of `parameters` (same order).
+    struct Evaluation { let loss, erase, preserve: Double; let grads: [Buffer<Float>] }
 
     func lossAndGradient(at it: Int, logits: [MaskSite: Buffer<Float>], progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
-        let chosen = batch(at: it)
-        let B = chosen.count, per = perSample
-        let targets = try originalSamples(chosen.map { ($0.item.targetPrompt, noiseSeed($0.item, epoch: $0.epoch)) })
-        let start = Buffer<Float>(uninitialized: B * per)
+        let r: Evaluation
+        switch options.method {
+        case .mask, .finetune: r = try endToEnd(at: it, logits: logits, progress: progress)
+        case .perStep: r = try perStep(at: it, logits: logits)
+        case .esd: r = try esd(at: it)
+        }
+        guard r.loss.isFinite else { throw ErasureError.badInput("erasure diverged at iteration \(it): loss is \(r.loss)") }
+        return r
+    }
+
+    /// Per-item weights of the objective: 1/n_c for concept items, β/n_n for neutral ones.
+    func itemWeights(_ chosen: [(item: ErasureItem, epoch: Int)]) -> [Double] {
+        let nc = chosen.filter { $0.item.isConcept }.count, nn = chosen.count - nc
+        return chosen.map { $0.item.isConcept ? 1 / Double(nc) : options.beta / Double(max(nn, 1)) }
+    }
+
+    /// Noise x_T of the chosen items, one after the other.
+    func startNoise(_ chosen: [(item: ErasureItem, epoch: Int)]) -> Buffer<Float> {
+        let per = perSample, start = Buffer<Float>(uninitialized: chosen.count * per)
         for (k, c) in chosen.enumerated() {
             BaseModelSpec.noise(seed: noiseSeed(c.item, epoch: c.epoch)).withUnsafeBufferPointer {
                 (start.p + k * per).update(from: $0.baseAddress!, count: per)
             }
         }
-        let guided = options.guidance != 1
-        var encs = try chosen.map { try encoder.encode($0.item.prompt, allowUnknown: true) }
-        if guided { encs += Array(repeating: try encoder.encodeNull(), count: B) }
-        let cond = try encoder.conditioning(encs, config: model.config, imageIds: BaseModelSpec.imageIds)
-        let (masks, derivs) = sampledMasks(at: it, logits: logits)
-        let nc = chosen.filter { $0.item.isConcept }.count, nn = B - nc
-        var eraseLoss = 0.0, preserveLoss = 0.0
-        let objective: CheckpointedSampler<Float>.Objective = { x0 in
-            let dx = Buffer<Float>(uninitialized: x0.count)
-            var total = 0.0
-            eraseLoss = 0; preserveLoss = 0
-            for (k, c) in chosen.enumerated() {
-                let w = c.item.isConcept ? 1 / Double(nc) : self.options.beta / Double(max(nn, 1))
-                let t = targets[k]
-                var s = 0.0
-                let scale = Float(2 * w / Double(per))
-                for j in 0..<per {
-                    let e = x0[k * per + j] - t[j]
-                    s += Double(e) * Double(e)
-                    dx[k * per + j] = scale * e
-                }
-                let mse = s / Double(per)
-                if c.item.isConcept { eraseLoss += mse / Double(nc) } else { preserveLoss += mse / Double(nn) }
-                total += w * mse
-            }
-            return (total, dx)
-        }
-        let sampler = CheckpointedSampler(transformer: model, cond: cond, schedule: schedule, masks: masks, guidanceScale: options.guidance)
-        let result = try sampler.gradient(start: start, maskGradients: sites, objective: objective, progress: progress)
-        guard result.loss.isFinite else { throw ErasureError.badInput("erasure diverged at iteration \(it): loss is \(result.loss)") }
-        // dL/dλ = dL/dm · dm/dλ.
-        var grads: [MaskSite: Buffer<Float>] = [:]
-        for s in sites {
-            let dm = result.grads.masks[s]!, d = derivs[s]!
+        return start
+    }
+
+    /// Conditioning for prompts (one row each), followed by as many null-prompt rows when `guided`.
+    func conditioning(_ prompts: [String], guided: Bool) throws -> FluxConditioning<Float> {
+        var encs = try prompts.map { try encoder.encode($0, allowUnknown: true) }
+        if guided { encs += Array(repeating: try encoder.encodeNull(), count: prompts.count) }
+        return try encoder.conditioning(encs, config: model.config, imageIds: BaseModelSpec.imageIds)
+    }
+
+    /// dL/dλ = dL/dm · dm/dλ per site (mask methods), or the trained tensors' weight gradients.
+    func parameterGradients(masks: [MaskSite: Buffer<Float>], derivs: [MaskSite: [Float]]) -> [Buffer<Float>] {
+        guard options.method.learnsMasks else { return trainableGrads.map { $0.copy() } }
+        return sites.map { s in
+            let dm = masks[s]!, d = derivs[s]!
             let g = Buffer<Float>(uninitialized: d.count)
             for j in 0..<d.count { g[j] = dm[j] * d[j] }
-            grads[s] = g
+            return g
         }
-        return Evaluation(loss: result.loss, erase: eraseLoss, preserve: preserveLoss, grads: grads)
+    }
+
+    /// Mean squared error per item between rows of `x` and `targets`, weighted; fills dx.
+    func weightedMSE(_ x: Buffer<Float>, targets: [[Float]], weights: [Double], isConcept: [Bool], dx: Buffer<Float>,
+                     scale extra: Double = 1) -> (total: Double, erase: Double, preserve: Double) {
+        let per = perSample, nc = isConcept.filter { $0 }.count, nn = isConcept.count - nc
+        var total = 0.0, erase = 0.0, preserve = 0.0
+        for (k, t) in targets.enumerated() {
+            var s = 0.0
+            let scale = Float(2 * weights[k] * extra / Double(per))
+            for j in 0..<per {
+                let e = x[k * per + j] - t[j]
+                s += Double(e) * Double(e)
+                dx[k * per + j] = scale * e
+            }
+            let mse = s / Double(per)
+            if isConcept[k] { erase += mse / Double(nc) } else { preserve += mse / Double(max(nn, 1)) }
+            total += weights[k] * extra * mse
+        }
+        return (total, erase, preserve)
+    }
+
+    /// `mask` and `finetune`: the loss on the final samples, backpropagated through all N steps.
+    func endToEnd(at it: Int, logits: [MaskSite: Buffer<Float>], progress: ((Int, Int) -> Void)?) throws -> Evaluation {
+        let chosen = batch(at: it)
+        let targets = try originalSamples(targetRequests(chosen))
+        let cond = try conditioning(chosen.map(\.item.prompt), guided: guided)
+        let (masks, derivs) = sampledMasks(at: it, logits: logits)
+        let weights = itemWeights(chosen), isConcept = chosen.map(\.item.isConcept)
+        var parts = (total: 0.0, erase: 0.0, preserve: 0.0)
+        let objective: CheckpointedSampler<Float>.Objective = { x0 in
+            let dx = Buffer<Float>(uninitialized: x0.count)
+            parts = self.weightedMSE(x0, targets: targets, weights: weights, isConcept: isConcept, dx: dx)
+            return (parts.total, dx)
+        }
+        weightGrads?.zero()
+        let sampler = CheckpointedSampler(transformer: trained, cond: cond, schedule: schedule, masks: masks, guidanceScale: options.guidance)
+        let result = try sampler.gradient(start: startNoise(chosen), maskGradients: sites.filter { masks[$0] != nil },
+                                          weightGradients: false, objective: objective, progress: progress,
+                                          weightAccumulator: weightGrads)
+        return Evaluation(loss: result.loss, erase: parts.erase, preserve: parts.preserve,
+                          grads: parameterGradients(masks: result.grads.masks, derivs: derivs))
+    }
+
+    /// `per-step`: at every step i of the original's path for the target, the masked model's (guided)
+    /// velocity for the prompt must equal the original's velocity there; the loss is the mean over steps.
+    func perStep(at it: Int, logits: [MaskSite: Buffer<Float>]) throws -> Evaluation {
+        let chosen = batch(at: it)
+        let paths = try originalTrajectories(targetRequests(chosen))
+        let (masks, derivs) = sampledMasks(at: it, logits: logits)
+        let weights = itemWeights(chosen), isConcept = chosen.map(\.item.isConcept)
+        let N = options.samplingSteps, B = chosen.count, per = perSample
+        var maskGrads = Dictionary(uniqueKeysWithValues: sites.map { ($0, Buffer<Float>.zeros($0.width(model.config))) })
+        var total = 0.0, erase = 0.0, preserve = 0.0
+        let chunk = 5      // steps per batched call: bounds the taped activations
+        for first in stride(from: 0, to: N, by: chunk) {
+            let steps = Array(first..<min(N, first + chunk))
+            // Rows: item-major, then step.
+            var prompts: [String] = [], sigmas: [Double] = [], targets: [[Float]] = [], w: [Double] = [], concept: [Bool] = []
+            let x = Buffer<Float>(uninitialized: B * steps.count * per)
+            var r = 0
+            for (k, c) in chosen.enumerated() {
+                for i in steps {
+                    paths[k].latents[i].withUnsafeBufferPointer { (x.p + r * per).update(from: $0.baseAddress!, count: per) }
+                    prompts.append(c.item.prompt); sigmas.append(schedule.sigmas[i]); targets.append(paths[k].velocities[i])
+                    w.append(weights[k]); concept.append(isConcept[k]); r += 1
+                }
+            }
+            let (loss, g) = try guidedValueAndGradient(model: trained, x: x, sigmas: sigmas, prompts: prompts, masks: masks) { v, dv in
+                self.weightedMSE(v, targets: targets, weights: w, isConcept: concept, dx: dv, scale: 1 / Double(N))
+            }
+            total += loss.total; erase += loss.erase * Double(steps.count) / Double(N); preserve += loss.preserve * Double(steps.count) / Double(N)
+            for s in sites { if let gs = g.masks[s] { let a = maskGrads[s]!; for j in 0..<a.count { a[j] += gs[j] } } }
+        }
+        maskGrads = maskGrads.filter { masks[$0.key] != nil }
+        return Evaluation(loss: total, erase: erase, preserve: preserve, grads: parameterGradients(masks: maskGrads, derivs: derivs))
+    }
+
+    /// The model's velocity rows at (x_r, σ_r, prompt_r) — guided when the options guide — an objective on
+    /// them (filling d/dv), and the backward pass: mask gradients in the result, weight gradients into
+    /// `weightGrads` (when the method trains weights).
+    func guidedValueAndGradient(
+        model m: FluxTransformer<Float>, x: Buffer<Float>, sigmas: [Double], prompts: [String], masks: MaskSet<Float>,
+        guided useGuidance: Bool? = nil,
+        objective: (_ v: Buffer<Float>, _ dv: Buffer<Float>) -> (total: Double, erase: Double, preserve: Double)
+    ) throws -> ((total: Double, erase: Double, preserve: Double), FluxGradients<Float>) {
+        let g = useGuidance ?? guided
+        let n = x.count
+        let cond = try conditioning(prompts, guided: g)
+        let input = Buffer<Float>(uninitialized: g ? 2 * n : n)
+        input.p.update(from: x.p, count: n)
+        if g { (input.p + n).update(from: x.p, count: n) }
+        let grads = FluxGradients<Float>(config: m.config, batch: cond.batch, textTokens: cond.textTokens, imageTokens: cond.imageTokens,
+                                         maskSites: sites.filter { masks[$0] != nil }, weightGradients: weightGrads)
+        var parts = (total: 0.0, erase: 0.0, preserve: 0.0)
+        let s = Float(options.guidance)
+        _ = try m.valueAndGradient(hidden: input.p, sigma: g ? sigmas + sigmas : sigmas, cond: cond, masks: masks, grads: grads) { v in
+            let out = Buffer<Float>(uninitialized: n), dv = Buffer<Float>(uninitialized: n)
+            for j in 0..<n { out[j] = g ? v[n + j] + s * (v[j] - v[n + j]) : v[j] }
+            parts = objective(out, dv)
+            guard g else { return (parts.total, dv) }
+            let dOut = Buffer<Float>(uninitialized: 2 * n)
+            for j in 0..<n { dOut[j] = s * dv[j]; dOut[n + j] = (1 - s) * dv[j] }
+            return (parts.total, dOut)
+        }
+        return (parts, grads)
+    }
+
+    /// `esd`: for each concept prompt c, a step i of the original's path for c (seeded by iteration and
+    /// item), and the target v'(x_i, ∅) − η·(v'(x_i, c) − v'(x_i, ∅)) from the original model; the trained
+    /// model's unguided velocity for c must match it.
+    func esd(at it: Int) throws -> Evaluation {
+        let chosen = batch(at: it)
+        let paths = try originalTrajectories(targetRequests(chosen))
+        let N = options.samplingSteps, B = chosen.count, per = perSample
+        let x = Buffer<Float>(uninitialized: B * per)
+        var sigmas: [Double] = []
+        for (k, c) in chosen.enumerated() {
+            var rng = SplitMix64(seed: options.seed ^ 0x4553_44 ^ UInt64(it) &* 0x9E37_79B9_7F4A_7C15 ^ c.item.seed)
+            let i = Int(rng.next() % UInt64(N))
+            paths[k].latents[i].withUnsafeBufferPointer { (x.p + k * per).update(from: $0.baseAddress!, count: per) }
+            sigmas.append(schedule.sigmas[i])
+        }
+        // The original's conditional and unconditional velocities at those points.
+        let both = Buffer<Float>(uninitialized: 2 * B * per)
+        both.p.update(from: x.p, count: B * per)
+        (both.p + B * per).update(from: x.p, count: B * per)
+        let prompts = chosen.map(\.item.prompt)
+        let v = try model.forward(hidden: both.p, sigma: sigmas + sigmas, cond: try conditioning(prompts, guided: true))
+        let eta = Float(options.esdEta), n = B * per
+        let targets: [[Float]] = (0..<B).map { k in
+            (0..<per).map { j in let u = v[n + k * per + j], c = v[k * per + j]; return u - eta * (c - u) }
+        }
+        weightGrads?.zero()
+        let (loss, _) = try guidedValueAndGradient(model: trained, x: x, sigmas: sigmas, prompts: prompts, masks: MaskSet(),
+                                                   guided: false) { out, dv in
+            self.weightedMSE(out, targets: targets, weights: Array(repeating: 1 / Double(B), count: B),
+                             isConcept: Array(repeating: true, count: B), dx: dv)
+        }
+        return Evaluation(loss: loss.total, erase: loss.erase, preserve: 0, grads: parameterGradients(masks: [:], derivs: [:]))
     }
 
     // MARK: checkpoints
+
+    /// The trained tensors under their state-file names.
+    var namedParameters: [(String, Buffer<Float>)] {
+        options.method.learnsMasks ? sites.map { ("logits.\($0)", logits[$0]!) } : trainable.map { ("weights.\($0.name)", $0.buffer) }
+    }
 
     public func saveState(to path: String) throws {
         var w = SafeTensorsWriter(metadata: [
@@ -250,7 +464,7 @@ public final class Eraser {
             "iteration": "\(iteration)", "adam_step": "\(optimizer.state.step)",
             "history": String(decoding: try JSONEncoder().encode(history), as: UTF8.self),
         ])
-        for s in sites { w.add("logits.\(s)", shape: [logits[s]!.count], floats: logits[s]!.array) }
+        for (name, b) in namedParameters { w.add(name, shape: [b.count], floats: b.array) }
         for (i, m) in optimizer.state.moments.enumerated() { w.add("adam.\(i)", shape: [m.count], floats: m.array) }
         do { try w.write(to: path) } catch { throw ErasureError.io("cannot write \(path): \(error)") }
     }
@@ -259,14 +473,15 @@ public final class Eraser {
         let f: SafeTensorsFile
         do { f = try SafeTensorsFile(path: path) } catch { throw ErasureError.io("cannot read erasure state \(path): \(error)") }
         guard let json = f.metadata["options"], let saved = try? JSONDecoder().decode(ErasureOptions.self, from: Data(json.utf8)) else {
-            throw ErasureError.badInput("\(path) is not an mce erase state file (no options in its metadata)")
+            throw ErasureError.badInput("\(path) is not an mce erase state file of this version (no readable options in its metadata)")
         }
         guard saved == options else {
             throw ErasureError.badInput("\(path) was written with different options; resume with the same arguments or use a new --out folder")
         }
-        for s in sites { try f.decode("logits.\(s)", into: logits[s]!.buffer) }
+        for (name, b) in namedParameters { try f.decode(name, into: b.buffer) }
         if f.contains("adam.0") {
-            let moments = (sites + sites).map { Buffer<Float>.zeros($0.width(model.config)) }
+            let params = parameters
+            let moments = (params + params).map { Buffer<Float>.zeros($0.count) }
             for (i, m) in moments.enumerated() { try f.decode("adam.\(i)", into: m.buffer) }
             optimizer.restore(step: Int(f.metadata["adam_step"] ?? "0") ?? 0, moments: moments)
         }

@@ -9,10 +9,37 @@ public struct EvaluationReport: Codable, Sendable {
     public var realObjectAccuracy: Double
     public var original: ModelMetrics
     public var runs: [RunResult]
+    /// Attack success rates per erased model (`mce evaluate --attacks`); nil when no attack ran.
+    public var attacks: [AttackRow]?
 
     enum CodingKeys: String, CodingKey {
-        case evaluationProtocol = "protocol", concepts, baseModel, realObjectAccuracy, original, runs
+        case evaluationProtocol = "protocol", concepts, baseModel, realObjectAccuracy, original, runs, attacks
     }
+
+    /// One attack on one erased model: ASR on it, and on the original model with the same prompts and seeds
+    /// (for relearning: the original's detection rate before fine-tuning).
+    public struct AttackRow: Codable, Sendable {
+        public var run: String
+        public var attack: String
+        public var asr: Double
+        public var originalASR: Double
+        public var samples: Int
+        public var seconds: Double
+        public var budget: String
+        public init(run: String, attack: String, asr: Double, originalASR: Double, samples: Int, seconds: Double, budget: String) {
+            self.run = run; self.attack = attack; self.asr = asr; self.originalASR = originalASR; self.samples = samples
+            self.seconds = seconds; self.budget = budget
+        }
+    }
+
+    /// Attack names in the order they ran.
+    public var attackNames: [String] {
+        var seen = Set<String>()
+        return (attacks ?? []).map(\.attack).filter { seen.insert($0).inserted }
+    }
+
+    /// The row of `attack` on run `run`, if it ran.
+    public func attack(_ attack: String, run: String) -> AttackRow? { attacks?.first { $0.attack == attack && $0.run == run } }
 
     public struct SetMetrics: Codable, Sendable {
         public var name: String

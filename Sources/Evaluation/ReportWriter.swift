@@ -78,6 +78,10 @@ enum MarkdownSummary {
             ("units masked", nil, r.runs.map { $0.cost.map { Double($0.maskedUnits) } }, 0),
             ("erase wall time (s)", nil, r.runs.map { $0.cost?.eraseSeconds }, 0),
         ]
+        for a in r.attackNames {
+            let o = r.runs.compactMap { r.attack(a, run: $0.name) }.first?.originalASR
+            rows.append(("attack success rate, \(a)", o, r.runs.map { r.attack(a, run: $0.name)?.asr }, 3))
+        }
         var out = "| metric | original | " + r.runs.map { $0.name + ($0.beta.map { " (β \(HTMLReport.fmt($0, 2)))" } ?? "") }.joined(separator: " | ") + " |\n"
         out += "|---|---|" + String(repeating: "---|", count: r.runs.count) + "\n"
         for (name, o, vals, d) in rows {
@@ -150,6 +154,20 @@ enum HTMLReport {
         row("erase wall time (s)", nil, r.runs.map { $0.cost?.eraseSeconds }, digits: 0)
         row("erase peak RSS (MiB)", nil, r.runs.map { $0.cost?.peakRSSMiB }, digits: 0)
         h += "</table><p class=\"small\">The detector reads real test scenes of the neutral classes with object accuracy \(fmt(r.realObjectAccuracy)).</p>"
+
+        // Attacks.
+        if !r.attackNames.isEmpty {
+            h += "<h2>Attacks</h2><p class=\"small\">Attack success rate (ASR): share of attack samples the detector reads as the erased concept; the original column is the same attack on the original model (relearning: its detection rate before fine-tuning).</p>"
+            h += "<table><tr><th>attack</th><th>original</th>\(r.runs.map { "<th>\(esc($0.name))</th>" }.joined())<th>budget</th></tr>"
+            for a in r.attackNames {
+                let rows = r.runs.map { r.attack(a, run: $0.name) }
+                let o = rows.compactMap { $0?.originalASR }.first
+                h += "<tr><td>\(esc(a))</td><td>\(o.map { fmt($0) } ?? "–")</td>"
+                h += rows.map { "<td>\($0.map { fmt($0.asr) } ?? "–")</td>" }.joined()
+                h += "<td class=\"small\">\(esc(rows.compactMap { $0?.budget }.first ?? ""))</td></tr>"
+            }
+            h += "</table>"
+        }
 
         // Masked units per site.
         if let first = r.runs.first(where: { $0.cost != nil }), let cost = first.cost {

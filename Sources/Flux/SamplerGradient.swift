@@ -74,10 +74,12 @@ public struct CheckpointedSampler<T: Scalar> {
     }
 
     /// Runs the sampler from `start`, evaluates `objective` on x_0 and backpropagates through every step.
-    /// `progress` is called after each forward step and each replayed step (2N calls).
+    /// `progress` is called after each forward step and each replayed step (2N calls). Weight gradients
+    /// accumulate into `weightAccumulator` when given (a training loop reuses one), else into a new one
+    /// when `weightGradients`.
     public func gradient(
         start: Buffer<T>, maskGradients sites: [MaskSite], weightGradients: Bool = false,
-        objective: Objective, progress: ((Int, Int) -> Void)? = nil
+        objective: Objective, progress: ((Int, Int) -> Void)? = nil, weightAccumulator: FluxWeights<T>? = nil
     ) throws -> Result {
         try validate(start)
         let n = schedule.steps, B = cond.batch
@@ -93,8 +95,9 @@ public struct CheckpointedSampler<T: Scalar> {
         let x0 = latents[n]
         let (loss, dx0) = try objective(x0)
         guard dx0.count == x0.count else { throw FluxError.badShape("objective gradient has \(dx0.count) values, latent \(x0.count)") }
-        let grads = FluxGradients<T>(config: transformer.config, batch: B, textTokens: cond.textTokens,
-                                     imageTokens: cond.imageTokens, maskSites: sites, weights: weightGradients)
+        let grads = FluxGradients<T>(config: transformer.config, batch: B, textTokens: cond.textTokens, imageTokens: cond.imageTokens,
+                                     maskSites: sites,
+                                     weightGradients: weightAccumulator ?? (weightGradients ? FluxWeights<T>.zeros(config: transformer.config) : nil))
         // g = dL/dx_{i+1}; x_{i+1} = x_i + dt_i·v(x_i)  ⇒  dL/dx_i = g + dt_i·(∂v/∂x_i)ᵀ g.
         let g = dx0.copy(), m = g.count
         let dv = Buffer<T>(uninitialized: guided ? 2 * m : m)

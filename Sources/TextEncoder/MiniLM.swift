@@ -14,6 +14,13 @@ public struct TextEncoding: Sendable {
     /// output for all-MiniLM-L6-v2. The model's `pooled_projections`.
     public let pooled: [Float]
 
+    /// An encoding built by hand (e.g. continuous tokens an attack optimises): `hiddenStates` must hold
+    /// `tokenIds.count` rows of `pooled.count` values.
+    public init(tokenIds: [Int], hiddenStates: [Float], pooled: [Float]) {
+        precondition(hiddenStates.count == tokenIds.count * pooled.count, "hidden states do not match the token count")
+        self.tokenIds = tokenIds; self.hiddenStates = hiddenStates; self.pooled = pooled
+    }
+
     /// Number of tokens (rows of `hiddenStates`).
     public var count: Int { tokenIds.count }
     /// Width of each hidden state and of `pooled` (384).

@@ -23,6 +23,9 @@ struct Erase: ParsableCommand {
     var concept: [String] = []
     @Option(name: .long, help: "Extra phrase naming the concept (repeatable).") var synonym: [String] = []
     @Option(help: "Model to erase from.") var model: String = BaseModelSpec.defaultModelPath
+    @Option(help: "What is learned: mask (neuron masks, end-to-end loss; the product's method), per-step (masks, per-step loss), finetune (the mask sites' layer weights, end-to-end loss) or esd (ESD-style fine-tuning of the text-stream q/k/v).")
+    var method: String = "mask"
+    @Option(help: "ESD's negative-guidance strength η (--method esd).") var eta: Double = 1
     @Option(help: "Target of concept prompts: null (empty prompt), deconcept (concept phrase → \"object\") or an anchor phrase.")
     var target: String = "deconcept"
     @Option(help: "Weight β of the preservation term.") var beta: Double = 1
@@ -30,10 +33,10 @@ struct Erase: ParsableCommand {
     @Option(help: "Classifier-free guidance scale of the sampler (1 = off); the base model is sampled at 3.") var guidance: Double = BaseModelSpec.defaultGuidance
     @Option(help: "Mask sites: kinds (ff, ff_context, norm1_context, norm1, attn, proj_mlp, norm, single_attn) or names, comma-separated.")
     var sites: String = ErasureOptions.defaultSiteKinds.joined(separator: ",")
-    @Option(help: "Optimiser steps.") var iterations: Int?
+    @Option(help: "Optimiser steps (default 60; 200 for esd).") var iterations: Int?
     @Option(help: "Passes over the prompts (alternative to --iterations).") var epochs: Int?
     @Option(help: "Prompts per optimiser step.") var batch: Int = 4
-    @Option(help: "AdamW learning rate on the logits.") var lr: Double = 0.5
+    @Option(help: "AdamW learning rate (default 0.5 on mask logits, 1e-4 for finetune and esd).") var lr: Double?
     @Option(help: "Mask relaxation: hard-concrete or sigmoid.") var relaxation: String = "hard-concrete"
     @Option(help: "Binarisation: threshold[:T] (keep λ > T), top-site:F or top-global:F.") var binarise: String = "threshold:0"
     @Option(help: "Concept prompts generated per concept.") var conceptPrompts: Int = 20
@@ -57,7 +60,8 @@ struct Erase: ParsableCommand {
         if let i = iterations, i < 1 { throw ValidationError("--iterations must be ≥ 1") }
         if let e = epochs, e < 1 { throw ValidationError("--epochs must be ≥ 1") }
         if iterations != nil && epochs != nil { throw ValidationError("give --iterations or --epochs, not both") }
-        if !(lr > 0) { throw ValidationError("--lr must be > 0") }
+        if let lr, !(lr > 0) { throw ValidationError("--lr must be > 0") }
+        if !eta.isFinite { throw ValidationError("--eta must be finite") }
     }
 
     func run() throws {
@@ -72,12 +76,14 @@ struct Erase: ParsableCommand {
             let cfg = transformer.config
             let encoder = try PromptEncoder()
             var o = ErasureOptions()
+            o.method = try ErasureMethod.parse(method)
+            o.esdEta = eta
             o.concepts = try concept.map { try ConceptSpec.resolve($0, synonyms: synonym) }
             o.target = try ErasureTarget.parse(target)
             o.beta = beta; o.samplingSteps = steps; o.guidance = guidance
             o.sites = try ErasureOptions.expandSites([sites], config: cfg)
             o.relaxation = try MaskRelaxation.named(relaxation)
-            o.lr = lr; o.batch = batch; o.freshNoise = freshNoise; o.seed = seed
+            o.lr = lr ?? o.method.defaultLearningRate; o.batch = batch; o.freshNoise = freshNoise; o.seed = seed
             let binarisation = try Binarisation.parse(binarise)
 
             var items: [ErasureItem]
@@ -103,7 +109,8 @@ struct Erase: ParsableCommand {
                 guard !keep.isEmpty else { throw CLIError("--filter: no concept prompt's original sample shows the concept") }
                 items = items.filter { !$0.isConcept || keep.contains($0.prompt) }
             }
-            o.iterations = iterations ?? ((epochs ?? 0) > 0 ? max(1, (epochs! * items.count + batch - 1) / batch) : 60)
+            let poolSize = o.method == .esd ? items.filter(\.isConcept).count : items.count
+            o.iterations = iterations ?? ((epochs ?? 0) > 0 ? max(1, (epochs! * poolSize + batch - 1) / batch) : o.method.defaultIterations)
             let eraser = try Eraser(model: transformer, encoder: encoder, items: items, options: o)
             let statePath = (out as NSString).appendingPathComponent("state.safetensors")
             if resume {
@@ -112,9 +119,9 @@ struct Erase: ParsableCommand {
                 log("resumed at iteration \(eraser.iteration)")
             }
             let nc = items.filter(\.isConcept).count
-            log("erasing \(o.concepts.map(\.name).joined(separator: ", ")): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(beta), N \(steps), guidance \(guidance), \(eraser.sites.count) sites (\(eraser.sites.map { $0.width(cfg) }.reduce(0, +)) units), \(o.iterations) iterations")
+            log("erasing \(o.concepts.map(\.name).joined(separator: ", ")) (method \(o.method.rawValue)): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(beta), N \(steps), guidance \(guidance), \(eraser.sites.count) sites (\(eraser.sites.map { $0.width(cfg) }.reduce(0, +)) units), \(o.iterations) iterations")
             let eraseStart = Date()
-            let tp = Progress(total: items.count * steps, label: "targets")
+            let tp = Progress(total: eraser.pool.count * steps, label: "targets")
             try eraser.prepareTargets { d, _ in tp.update(d) }
             let bar = Progress(total: o.iterations, label: "erase", initial: eraser.iteration)
             while eraser.iteration < o.iterations {
@@ -124,30 +131,47 @@ struct Erase: ParsableCommand {
             }
 
             let cost = ErasureCost(eraseSeconds: Date().timeIntervalSince(eraseStart), peakRSSMiB: ErasureCost.peakRSSMiB())
-            // Binary masks, mask file, baked checkpoint.
-            let logits = eraser.logitArrays
-            let binary = binarisation.apply(logits)
-            let encoded = try JSONEncoder().encode(o)
             var meta: [String: String] = [
-                "concept": o.concepts.map(\.name).joined(separator: ","), "objective": "final-sample MSE, target \(o.target)",
+                "concept": o.concepts.map(\.name).joined(separator: ","), "method": o.method.rawValue,
+                "objective": o.method == .esd ? "ESD negative guidance, eta \(eta)" : "\(o.method == .perStep ? "per-step velocity" : "final-sample") MSE, target \(o.target)",
                 "beta": "\(beta)", "target": o.target.description, "steps": "\(steps)", "guidance": "\(guidance)", "iterations": "\(o.iterations)",
-                "sites": o.sites.joined(separator: ","), "seed": "\(seed)", "binarisation": binarisation.description,
-                "relaxation": o.relaxation.name, "options": String(decoding: encoded, as: UTF8.self),
+                "sites": o.sites.joined(separator: ","), "seed": "\(seed)",
+                "options": String(decoding: try JSONEncoder().encode(o), as: UTF8.self),
                 "base_model": model, "base_model_sha256": try modelHash(model),
             ]
-            meta["format"] = "mce-masks-1"
-            let file = MaskFile(logits: logits, masks: binary, metadata: meta)
-            let maskPath = (out as NSString).appendingPathComponent("masks.safetensors")
-            try file.write(to: maskPath)
-            var isDir: ObjCBool = false
-            fm.fileExists(atPath: model, isDirectory: &isDir)
-            let baked = (out as NSString).appendingPathComponent(isDir.boolValue ? "model" : "model.safetensors")
-            try Baker.bake(model: model, masks: file, to: baked, extraMetadata: ["mce_masks": meta["concept"]!, "mce_base_model_sha256": meta["base_model_sha256"]!])
-            let counts = file.maskedCounts
-            let masked = counts.map(\.masked).reduce(0, +), total = counts.map(\.total).reduce(0, +)
-            print("masks: \(maskPath)\nbaked checkpoint: \(baked)")
-            print(String(format: "masked %d of %d units (%.2f%%)", masked, total, 100 * Double(masked) / Double(max(1, total))))
-            for c in counts where c.masked > 0 { print("  \(c.site): \(c.masked)/\(c.total)") }
+            var run: ErasedModel
+            var masked = 0, total = 0, counts: [(site: MaskSite, masked: Int, total: Int)] = []
+            if o.method.learnsMasks {
+                // Binary masks, mask file, baked checkpoint.
+                let logits = eraser.logitArrays
+                let binary = binarisation.apply(logits)
+                meta["binarisation"] = binarisation.description
+                meta["relaxation"] = o.relaxation.name
+                meta["format"] = "mce-masks-1"
+                let file = MaskFile(logits: logits, masks: binary, metadata: meta)
+                let maskPath = (out as NSString).appendingPathComponent("masks.safetensors")
+                try file.write(to: maskPath)
+                var isDir: ObjCBool = false
+                fm.fileExists(atPath: model, isDirectory: &isDir)
+                let baked = (out as NSString).appendingPathComponent(isDir.boolValue ? "model" : "model.safetensors")
+                try Baker.bake(model: model, masks: file, to: baked, extraMetadata: ["mce_masks": meta["concept"]!, "mce_base_model_sha256": meta["base_model_sha256"]!])
+                counts = file.maskedCounts.map { (site: $0.site, masked: $0.masked, total: $0.total) }
+                masked = counts.map(\.masked).reduce(0, +); total = counts.map(\.total).reduce(0, +)
+                print("masks: \(maskPath)\nbaked checkpoint: \(baked)")
+                print(String(format: "masked %d of %d units (%.2f%%)", masked, total, 100 * Double(masked) / Double(max(1, total))))
+                for c in counts where c.masked > 0 { print("  \(c.site): \(c.masked)/\(c.total)") }
+                run = ErasedModel(name: "erased", source: maskPath, masks: file.maskSet(), maskFile: file,
+                                  eraseSeconds: cost.eraseSeconds, peakRSSMiB: cost.peakRSSMiB)
+            } else {
+                // A weight method: the fine-tuned model itself, in the diffusers layout (F32: small updates survive).
+                let folder = (out as NSString).appendingPathComponent("model")
+                var m: [String: String] = [:]
+                for (k, v) in meta where k != "options" { m["mce_\(k)"] = v }
+                try eraser.trained.weights.writeDiffusersFolder(folder, metadata: m, dtype: .F32)
+                print("fine-tuned checkpoint (\(eraser.trainable.count) tensors trained): \(folder)")
+                run = ErasedModel(name: "erased", source: folder, model: eraser.trained,
+                                  eraseSeconds: cost.eraseSeconds, peakRSSMiB: cost.peakRSSMiB)
+            }
 
             // Measure it with the pinned protocol (as `mce evaluate`), plus the prompts erasure trained on.
             struct Summary: Codable {
@@ -162,8 +186,6 @@ struct Erase: ParsableCommand {
                 let trained = items.filter { $0.isConcept && $0.classID != nil }.map {
                     EvaluationPrompt(text: $0.prompt, seed: $0.seed, classID: $0.classID!, objColor: $0.objColor ?? -1, bgColor: $0.bgColor ?? -1)
                 }
-                let run = ErasedModel(name: "erased", source: maskPath, masks: file.maskSet(), maskFile: file,
-                                      eraseSeconds: cost.eraseSeconds, peakRSSMiB: cost.peakRSSMiB)
                 let worldConcepts = o.concepts.filter { $0.classID != nil }
                 let total = Evaluator.sampleCount(concepts: worldConcepts, erasedModels: 1, extraPrompts: trained.count, protocol: p) * steps
                 let bar = Progress(total: total, label: "evaluate")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Attacks
 import BaseModel
 import BLAS
 import Detector
@@ -30,6 +31,8 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Classifier-free guidance scale (1 = off).") var guidance: Double = BaseModelSpec.defaultGuidance
     @Option(help: "Detector weights.") var detector: String = SceneDetector.defaultPath
     @Option(help: "Output folder.") var out: String = "out/evaluate"
+    @Option(help: "Attacks to run on every erased model and add to the report: all, or a comma-separated list of paraphrase, ring-a-bell, embedding, relearning (budgets: `mce attack`'s defaults).")
+    var attacks: String?
     @Flag(help: "Also write every sample and the real reference scenes as PNG under OUT/samples (for scripts/evaluation/standard_fid.py).") var saveSamples = false
 
     func validate() throws {
@@ -38,6 +41,18 @@ struct Evaluate: ParsableCommand {
         if samples < 1 || perClass < 1 { throw ValidationError("--samples and --per-class must be ≥ 1") }
         if realScenes < 2 { throw ValidationError("--real-scenes must be ≥ 2") }
         if steps < 1 { throw ValidationError("--steps must be ≥ 1") }
+        if let a = attacks { _ = try attackNames(a) }
+    }
+
+    func attackNames(_ text: String) throws -> [AttackName] {
+        if text == "all" { return AttackName.allCases }
+        return try text.split(separator: ",").map { part in
+            let t = part.trimmingCharacters(in: .whitespaces)
+            guard let n = AttackName(rawValue: t) else {
+                throw ValidationError("--attacks must be all or a comma-separated list of \(AttackName.allCases.map(\.rawValue).joined(separator: ", ")), got '\(t)'")
+            }
+            return n
+        }
     }
 
     func run() throws {
@@ -70,14 +85,33 @@ struct Evaluate: ParsableCommand {
                                            detector: det, protocol: p) { label, done, _ in
                 bar.update(min(done, images * steps), extra: label)
             }
-            let files = try ReportWriter.write(result.report, samples: result.samples, to: out)
+            var report = result.report
+            if let a = attacks {
+                let names = try attackNames(a)
+                var s = AttackSettings()
+                s.seed = seed; s.steps = steps; s.guidance = guidance
+                var found: [RingABell.Found]? = nil
+                var rows: [EvaluationReport.AttackRow] = []
+                for (i, run) in runs.enumerated() {
+                    s.relearning.control = i == 0     // the control does not depend on the erased model
+                    for outcome in try AttackRunner.run(names, base: base, erased: run, concepts: concepts, encoder: encoder, detector: det,
+                                                        settings: s, ringABellFound: &found, progress: { log("\(run.name): \($0)") }) {
+                        let r = outcome.report
+                        log(String(format: "%@: %@ ASR %.3f (original %.3f), %.0f s", run.name, r.attack, r.asr, r.originalASR, r.seconds))
+                        rows.append(.init(run: run.name, attack: r.attack, asr: r.asr, originalASR: r.originalASR, samples: r.samples,
+                                          seconds: r.seconds, budget: r.budget.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "; ")))
+                    }
+                }
+                report.attacks = rows
+            }
+            let files = try ReportWriter.write(report, samples: result.samples, to: out)
             if saveSamples {
                 let neutralClasses = Set((0..<Vocabulary.classCount).filter { c in !concepts.contains { $0.classID == c } })
                 let real = try Evaluator.realScenes(classes: neutralClasses, protocol: p).map(\.image)
-                try ReportWriter.writeSamples(result.samples, runNames: result.report.runs.map(\.name), real: real, to: out)
+                try ReportWriter.writeSamples(result.samples, runNames: report.runs.map(\.name), real: real, to: out)
                 print("samples: \(out)/samples")
             }
-            printSummary(result.report)
+            printSummary(report)
             print("report: \(files.html)\n        \(files.json)")
         }
     }
@@ -106,9 +140,13 @@ struct Evaluate: ParsableCommand {
         guard fm.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError("\(option): \(path) does not exist") }
         let maskInDir = (path as NSString).appendingPathComponent("masks.safetensors")
         let isEraseDir = isDir.boolValue && fm.fileExists(atPath: maskInDir)
+        // The output folder of a weight method (`mce erase --method finetune|esd`): its model/ and report.json.
+        let modelInDir = (path as NSString).appendingPathComponent("model")
+        let isWeightEraseDir = isDir.boolValue && !isEraseDir && fm.fileExists(atPath: modelInDir)
+            && !fm.fileExists(atPath: (path as NSString).appendingPathComponent("config.json"))
         // A column is named after its erase folder when the file has the standard name inside one.
         let last = ((path as NSString).lastPathComponent as NSString).deletingPathExtension
-        let name = isEraseDir ? (path as NSString).lastPathComponent
+        let name = isEraseDir || isWeightEraseDir ? (path as NSString).lastPathComponent
             : ["masks", "model"].contains(last) ? ((path as NSString).deletingLastPathComponent as NSString).lastPathComponent + (last == "model" ? "-baked" : "")
             : last
         let looksLikeMasks = isEraseDir || (!isDir.boolValue && (try? MaskFile.read(path)) != nil)
@@ -124,13 +162,16 @@ struct Evaluate: ParsableCommand {
                                eraseSeconds: cost?.eraseSeconds, peakRSSMiB: cost?.peakRSSMiB)
         }
         let loader: FluxWeightLoader
-        do { loader = try FluxWeightLoader(path: isEraseDir ? (path as NSString).appendingPathComponent("model") : path) } catch {
+        do { loader = try FluxWeightLoader(path: isEraseDir || isWeightEraseDir ? modelInDir : path) } catch {
             throw CLIError("\(option): \(path) is not a loadable checkpoint: \(error)")
         }
         guard loader.config == base.config else {
             throw CLIError("\(option): \(path) has a different architecture from --model (\(loader.config) vs \(base.config))")
         }
-        return ErasedModel(name: name, source: path, model: FluxTransformer(weights: try loader.load(as: Float.self)))
+        let cost = isWeightEraseDir ? (try? Data(contentsOf: URL(fileURLWithPath: (path as NSString).appendingPathComponent("report.json"))))
+            .flatMap { try? JSONDecoder().decode(EraseSummaryCost.self, from: $0) }?.cost : nil
+        return ErasedModel(name: name, source: path, model: FluxTransformer(weights: try loader.load(as: Float.self)),
+                           eraseSeconds: cost?.eraseSeconds, peakRSSMiB: cost?.peakRSSMiB)
     }
 
     struct EraseSummaryCost: Decodable { let cost: ErasureCost? }
@@ -150,6 +191,9 @@ func printSummary(_ r: EvaluationReport) {
                      run.metrics.conceptBgColorAccuracy, run.metrics.conceptObjColorAccuracy))
         if let worst = run.ripple.min(by: { $0.delta < $1.delta }) {
             print(String(format: "  largest ripple: %@ %.3f → %.3f", worst.name, worst.before, worst.after))
+        }
+        for a in (r.attacks ?? []) where a.run == run.name {
+            print(String(format: "  attack %@: ASR %.3f (original model %.3f), %d samples, %.0f s", a.attack, a.asr, a.originalASR, a.samples, a.seconds))
         }
         let t = run.targets, th = r.evaluationProtocol.thresholds
         func mark(_ ok: Bool) -> String { ok ? "met" : "NOT met" }

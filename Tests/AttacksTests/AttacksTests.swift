@@ -50,3 +50,53 @@ final class AttacksTests: XCTestCase {
         XCTAssertTrue(r.0.prompts.allSatisfy { p in !CaptionGrammar.mentions(in: p.text).isEmpty })
     }
 }
+
+/// The white-box and relearning attacks must succeed where success is certain: on the original model.
+final class StrongAttacksTests: XCTestCase {
+    static let root = AttacksTests.root
+
+    func committed() throws -> (FluxTransformer<Float>, SceneDetector) {
+        let basePath = Self.root.appendingPathComponent(BaseModelSpec.defaultModelPath).path
+        let detPath = Self.root.appendingPathComponent(SceneDetector.defaultPath).path
+        guard FileManager.default.fileExists(atPath: basePath), FileManager.default.fileExists(atPath: detPath) else {
+            throw XCTSkip("no committed base model or detector")
+        }
+        return (FluxTransformer(weights: try FluxWeightLoader(path: basePath).load(as: Float.self)), try SceneDetector(path: detPath))
+    }
+
+    /// Optimising inserted tokens keeps (or brings) the concept on the un-erased model; the loss falls, the run is
+    /// deterministic, and the budgets are reported in order.
+    func testEmbeddingAttackSucceedsOnTheOriginalModel() throws {
+        let (base, det) = try committed()
+        var o = EmbeddingAttack.Options()
+        o.tokens = 4; o.checkpoints = [0, 3]; o.batch = 2; o.evalSamples = 6
+        let attack = EmbeddingAttack(encoder: try PromptEncoder(), options: o, samplingSteps: 8, guidance: 3)
+        let none = ErasedModel(name: "none", source: "test")
+        let a = try attack.run(classID: 9, base: base, erased: none, detector: det)
+        XCTAssertEqual(a.run.curve.map(\.budget), [0, 3])
+        XCTAssertEqual(a.run.losses.count, 3)
+        XCTAssertLessThan(a.run.losses.last!, a.run.losses.first!, "the attack's objective falls")
+        XCTAssertGreaterThanOrEqual(a.run.curve.last!.asr, 0.5, "\(a.run)")
+        XCTAssertEqual(a.attacked.count, 6)
+        let b = try attack.run(classID: 9, base: base, erased: none, detector: det)
+        XCTAssertEqual(a.run.losses, b.run.losses)
+    }
+
+    /// Fine-tuning the original on k real images of the concept: the control and the free variant start from the
+    /// same weights, so their curves agree exactly; the concept is there from step 0 (recovered at once).
+    func testRelearningOnTheOriginalModel() throws {
+        let (base, det) = try committed()
+        var o = RelearningAttack.Options()
+        o.images = 2; o.checkpoints = [0, 2]; o.evalSamples = 6
+        let attack = RelearningAttack(encoder: try PromptEncoder(), options: o, samplingSteps: 8, guidance: 3)
+        let scenes = try attack.trainingScenes(classes: [9])
+        XCTAssertEqual(scenes.count, 2)
+        XCTAssertTrue(scenes.allSatisfy { $0.classID == 9 && !$0.caption.heldOut })
+        let r = try attack.run(base: base, erased: ErasedModel(name: "none", source: "test"), classes: [9], detector: det)
+        XCTAssertEqual(r.curves.map(\.variant), ["free", "original (control)"])
+        XCTAssertEqual(r.curves[0].points.map(\.asr), r.curves[1].points.map(\.asr))
+        XCTAssertGreaterThanOrEqual(r.originalRate, 0.5)
+        XCTAssertEqual(r.curves[0].stepsToRecover, 0)
+        XCTAssertEqual(r.curves[0].points.map(\.budget), [0, 2])
+    }
+}

@@ -19,6 +19,7 @@ extension CLITests {
         try fails(["--concept", "cat", "--sites", "transformer_blocks.7.ff"], "does not exist")
         try fails(["--concept", "cat", "--beta=-1"], "--beta must be ≥ 0", exit: 64)
         try fails(["--concept", "cat", "--steps", "0"], "must be ≥ 1", exit: 64)
+        try fails(["--concept", "cat", "--method", "prune"], "--method must be one of mask, per-step, finetune, esd")
         try fails(["--concept", "ꙮ"], "unknown")   // a character MiniLM's vocabulary lacks, in every generated prompt
         let prompts = dir.appendingPathComponent("p.txt").path
         try "a red dog on a blue background\n".write(toFile: prompts, atomically: true, encoding: .utf8)
@@ -82,5 +83,24 @@ extension CLITests {
         try fails(["--erased", junk, "--concept", "cat"], "not a loadable checkpoint")
         try fails(["--erased", baseModel, "--concept", "unicorn"], "the detector measures the world's classes only")
         try fails(["--erased", baseModel], "give --concept")
+        try fails(["--erased", baseModel, "--concept", "cat", "--attacks", "jailbreak"], "--attacks must be all or", exit: 64)
+    }
+
+    /// A weight method end to end: ESD writes a fine-tuned diffusers folder (no mask file), which `mce evaluate`
+    /// reads from the erase folder, with an attack in the report.
+    func testWeightMethodEndToEnd() throws {
+        let out = dir.appendingPathComponent("esd").path
+        let r = try mce(["erase", "--model", baseModel, "--concept", "bag", "--method", "esd", "--out", out, "--iterations", "2",
+                         "--steps", "2", "--concept-prompts", "2", "--neutral-prompts", "2", "--eval-prompts", "0"])
+        XCTAssertTrue(r.out.contains("fine-tuned checkpoint (4 tensors trained)"), r.out)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: out + "/masks.safetensors"))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/model/config.json"))
+        let ev = dir.appendingPathComponent("esd-eval").path
+        let e = try mce(["evaluate", "--model", baseModel, "--compare", out, "--concept", "bag", "--samples", "1", "--per-class", "1",
+                         "--steps", "2", "--real-scenes", "4", "--attacks", "paraphrase", "--out", ev])
+        XCTAssertTrue(e.out.contains("esd:"), e.out)
+        XCTAssertTrue(e.out.contains("attack paraphrase: ASR"), e.out)
+        let summary = try String(contentsOfFile: ev + "/summary.md", encoding: .utf8)
+        XCTAssertTrue(summary.contains("attack success rate, paraphrase"), summary)
     }
 }

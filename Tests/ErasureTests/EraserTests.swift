@@ -236,3 +236,114 @@ final class EraserTests: XCTestCase {
         }
     }
 }
+
+/// The baselines share the harness: their gradients are checked against finite differences of their own
+/// objectives, their runs are deterministic and resumable, and the in-memory mask folding equals masking.
+final class ErasureMethodTests: XCTestCase {
+    static let encoder: PromptEncoder? = try? PromptEncoder()
+
+    func tinyModel() -> FluxTransformer<Float> {
+        FluxTransformer(weights: FluxWeights<Float>.random(config: BaseModelSpec.config(width: 64, doubleBlocks: 1, singleBlocks: 1), seed: 9))
+    }
+
+    func eraser(_ model: FluxTransformer<Float>, method: ErasureMethod, guidance: Double = 2) throws -> Eraser {
+        let encoder = try XCTUnwrap(Self.encoder, "MiniLM not found: run scripts/fetch_minilm.sh")
+        var o = ErasureOptions()
+        o.method = method
+        o.concepts = [try ConceptSpec.resolve("cat")]
+        o.sites = try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: model.config)
+        o.samplingSteps = 3; o.iterations = 6; o.batch = 2; o.beta = 0.5; o.guidance = guidance; o.relaxation = .sigmoid
+        o.lr = method.defaultLearningRate; o.seed = 4
+        o.initLogit = 0     // masks at ½: the masked model is far from the original, so the loss is well above rounding
+        let items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: 3, neutralCount: 3, target: o.target, seed: 4)
+        return try Eraser(model: model, encoder: encoder, items: items, options: o)
+    }
+
+    /// Central differences of the whole objective against the gradient the optimiser gets.
+    func checkGradient(_ e: Eraser, parameter p: Int, elements: [Int], h: Float, file: StaticString = #filePath, line: UInt = #line) throws {
+        let (l0, g) = try e.probe(iteration: 1, parameter: p, element: 0, delta: 0)
+        XCTAssertTrue(l0 > 0, file: file, line: line)
+        var checked = 0
+        for j in elements {
+            let fd = (try e.probe(iteration: 1, parameter: p, element: j, delta: h).loss
+                      - (try e.probe(iteration: 1, parameter: p, element: j, delta: -h).loss)) / Double(2 * h)
+            XCTAssertEqual(Double(g[p][j]), fd, accuracy: 3e-3 * max(abs(fd), 1e-4) + 1e-7, "\(e.options.method) parameter \(p)[\(j)]",
+                           file: file, line: line)
+            if abs(fd) > 1e-4 * l0 { checked += 1 }
+        }
+        XCTAssertGreaterThan(checked, 0, "every probed derivative was negligible: the check proves nothing", file: file, line: line)
+    }
+
+    func testPerStepGradientMatchesFiniteDifferences() throws {
+        let e = try eraser(tinyModel(), method: .perStep)
+        try checkGradient(e, parameter: 0, elements: [0, 5, 100], h: 1e-2)     // image ff logits
+    }
+
+    func testFinetuneGradientMatchesFiniteDifferences() throws {
+        let e = try eraser(tinyModel(), method: .finetune)
+        XCTAssertEqual(e.trainable.map(\.name), ["transformer_blocks.0.ff.net.0.proj.weight", "transformer_blocks.0.ff.net.0.proj.bias",
+                                                 "transformer_blocks.0.ff.net.2.weight", "transformer_blocks.0.ff.net.2.bias",
+                                                 "transformer_blocks.0.ff_context.net.0.proj.weight", "transformer_blocks.0.ff_context.net.0.proj.bias",
+                                                 "transformer_blocks.0.ff_context.net.2.weight", "transformer_blocks.0.ff_context.net.2.bias",
+                                                 "transformer_blocks.0.norm1_context.linear.weight", "transformer_blocks.0.norm1_context.linear.bias"])
+        try checkGradient(e, parameter: 2, elements: [0, 77, 1000], h: 1e-2)     // ff.net.2.weight
+        // The original stays untouched: the trained model is a copy.
+        XCTAssertFalse(e.trained === e.model)
+    }
+
+    func testESDGradientMatchesFiniteDifferences() throws {
+        let e = try eraser(tinyModel(), method: .esd)
+        XCTAssertEqual(e.trainable.map(\.name), ["transformer_blocks.0.attn.add_qkv_proj.weight", "transformer_blocks.0.attn.add_qkv_proj.bias"])
+        XCTAssertTrue(e.batch(at: 0).allSatisfy(\.item.isConcept), "ESD trains on concept prompts only")
+        try checkGradient(e, parameter: 0, elements: [0, 300, 5000], h: 1e-2)
+    }
+
+    func testWeightMethodsAreDeterministicAndResumable() throws {
+        let model = tinyModel()
+        let before = try model.weights.residentCopy().allBuffers.map(\.array)
+        for method in [ErasureMethod.esd, .finetune] {
+            let a = try eraser(model, method: method), b = try eraser(model, method: method)
+            var la: [Double] = [], lb: [Double] = []
+            for _ in 0..<3 { la.append(try a.step().loss) }
+            lb.append(try b.step().loss)
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("mce-\(method)-\(UUID().uuidString).safetensors").path
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            try b.saveState(to: path)
+            let c = try eraser(model, method: method)
+            try c.loadState(from: path)
+            for _ in 0..<2 { lb.append(try c.step().loss) }
+            XCTAssertEqual(la, lb, "\(method): same seed, same losses, also across a saved state")
+            XCTAssertEqual(a.trainable.map(\.buffer.array), c.trainable.map(\.buffer.array))
+            XCTAssertNotEqual(a.trainable[0].buffer.array, try TrainableLayers.select(model.weights, method: method, sites: a.sites)[0].buffer.array,
+                              "\(method): the weights moved")
+        }
+        XCTAssertEqual(model.weights.allBuffers.map(\.array), before, "the original model is never modified")
+    }
+
+    /// Folding binary masks into weights in memory gives the masked model's output (as the file baker does).
+    func testMaskFoldingEqualsMasking() throws {
+        let encoder = try XCTUnwrap(Self.encoder, "MiniLM not found: run scripts/fetch_minilm.sh")
+        let cfg = BaseModelSpec.config(width: 64, doubleBlocks: 1, singleBlocks: 1)
+        let model = tinyModel()
+        var masks = MaskSet<Float>()
+        var rng = SplitMix64(seed: 3)
+        for kind in MaskSite.Kind.allCases {
+            let site = MaskSite(kind, block: 0)
+            masks[site] = Buffer((0..<site.width(cfg)).map { _ in rng.uniform() < 0.3 ? 0 : 1 })
+        }
+        let cond = try encoder.conditioning([try encoder.encode("a red cat on a blue background")], config: cfg, imageIds: BaseModelSpec.imageIds)
+        let x = Buffer<Float>(BaseModelSpec.noise(seed: 1))
+        let masked = try model.forward(hidden: x.p, sigma: [0.6], cond: cond, masks: masks)
+        let folded = try model.weights.residentCopy()
+        try MaskFolding.fold(masks, into: folded)
+        let out = try FluxTransformer(weights: folded).forward(hidden: x.p, sigma: [0.6], cond: cond)
+        var maxDiff: Float = 0, scale: Float = 0
+        for j in 0..<out.count { maxDiff = max(maxDiff, abs(out[j] - masked[j])); scale = max(scale, abs(masked[j])) }
+        XCTAssertLessThan(maxDiff, 1e-5 * max(1, scale))
+        let plain = try model.forward(hidden: x.p, sigma: [0.6], cond: cond)
+        XCTAssertGreaterThan((0..<out.count).map { abs(out[$0] - plain[$0]) }.max()!, 1e-3, "the masks change the output")
+        var notBinary = MaskSet<Float>()
+        notBinary[MaskSite(.ff, block: 0)] = Buffer(Array(repeating: 0.5, count: cfg.mlpDim))
+        XCTAssertThrowsError(try MaskFolding.fold(notBinary, into: folded)) { XCTAssertTrue("\($0)".contains("not binary")) }
+    }
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The robustness comparison: erases CONCEPT with the product's method (β 1, the default, and β 10) and the
+# three baselines (per-step, finetune, esd), all with their defaults otherwise, then measures all five with
+# one `mce evaluate --attacks all` (same prompts, seeds, attacks and budgets for every model).
+#   scripts/compare_methods.sh "ankle boot" [OUT]      → OUT/evaluation/{report.html,report.json,summary.md}
+# Finished erase runs are reused (delete OUT/<method> to redo one). MCE_EVAL_ARGS adds evaluate options;
+# MCE overrides the binary (default .build/release/mce).
+set -euo pipefail
+concept="${1:?usage: scripts/compare_methods.sh CONCEPT [OUT]}"
+out="${2:-out/compare-${concept// /-}}"
+mce="${MCE:-.build/release/mce}"
+mkdir -p "$out"
+erase() {
+    local name=$1; shift
+    if [ -f "$out/$name/report.json" ]; then echo "reusing $out/$name"; return; fi
+    "$mce" erase --concept "$concept" --eval-prompts 0 --out "$out/$name" "$@"
+}
+erase mask-b1
+erase mask-b10 --beta 10
+erase per-step --method per-step
+erase finetune --method finetune
+erase esd --method esd
+# shellcheck disable=SC2086
+"$mce" evaluate --concept "$concept" --compare "$out/mask-b1" "$out/mask-b10" "$out/per-step" "$out/finetune" "$out/esd" \
+    --attacks all --out "$out/evaluation" ${MCE_EVAL_ARGS:-}
+echo "table: $out/evaluation/summary.md"
