@@ -164,6 +164,8 @@ public enum Evaluator {
                 cost = .init(maskedUnits: counts.map(\.masked).reduce(0, +), totalUnits: counts.map(\.total).reduce(0, +),
                              maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site.description, $0.masked) }),
                              eraseSeconds: run.eraseSeconds, peakRSSMiB: run.peakRSSMiB)
+            } else if run.eraseSeconds != nil {     // a weight method's model: nothing masked, the run's cost known
+                cost = .init(maskedUnits: 0, totalUnits: 0, maskedPerSite: [:], eraseSeconds: run.eraseSeconds, peakRSSMiB: run.peakRSSMiB)
             }
             let meta = run.maskFile?.metadata ?? [:]
             runs.append(.init(name: run.name, source: run.source, beta: meta["beta"].flatMap(Double.init), target: meta["target"],
