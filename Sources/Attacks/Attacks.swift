@@ -19,12 +19,7 @@ public struct AttackReport: Codable, Sendable {
         public let detectedOriginal: Int
     }
     /// ASR (or detection rate) against budget, for attacks that have one.
-    public struct CurvePoint: Codable, Sendable {
-        public var variant: String?
-        public let budget: Int
-        public let asr: Double
-        public init(variant: String? = nil, budget: Int, asr: Double) { self.variant = variant; self.budget = budget; self.asr = asr }
-    }
+    public typealias CurvePoint = EvaluationReport.BudgetPoint
     public let attack: String
     public let concepts: [String]
     public let erasedModel: String

@@ -26,10 +26,21 @@ public struct EvaluationReport: Codable, Sendable {
         public var samples: Int
         public var seconds: Double
         public var budget: String
-        public init(run: String, attack: String, asr: Double, originalASR: Double, samples: Int, seconds: Double, budget: String) {
+        /// ASR (relearning: detection rate) after each budget, per variant, for attacks that have budgets.
+        public var curve: [BudgetPoint]?
+        public init(run: String, attack: String, asr: Double, originalASR: Double, samples: Int, seconds: Double, budget: String,
+                    curve: [BudgetPoint]? = nil) {
             self.run = run; self.attack = attack; self.asr = asr; self.originalASR = originalASR; self.samples = samples
-            self.seconds = seconds; self.budget = budget
+            self.seconds = seconds; self.budget = budget; self.curve = curve
         }
+    }
+
+    /// One point of an attack's success against its budget (optimiser or fine-tuning steps).
+    public struct BudgetPoint: Codable, Sendable {
+        public var variant: String?
+        public let budget: Int
+        public let asr: Double
+        public init(variant: String? = nil, budget: Int, asr: Double) { self.variant = variant; self.budget = budget; self.asr = asr }
     }
 
     /// Attack names in the order they ran.

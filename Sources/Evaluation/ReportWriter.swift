@@ -165,6 +165,11 @@ enum HTMLReport {
                 h += "<tr><td>\(esc(a))</td><td>\(o.map { fmt($0) } ?? "–")</td>"
                 h += rows.map { "<td>\($0.map { fmt($0.asr) } ?? "–")</td>" }.joined()
                 h += "<td class=\"small\">\(esc(rows.compactMap { $0?.budget }.first ?? ""))</td></tr>"
+                for (run, row) in zip(r.runs, rows) {
+                    guard let curve = row?.curve, !curve.isEmpty else { continue }
+                    let text = curve.map { "\($0.variant.map { "\($0) " } ?? "")\($0.budget): \(fmt($0.asr))" }.joined(separator: ", ")
+                    h += "<tr><td class=\"small\" colspan=\"\(r.runs.count + 3)\">\(esc(a)) on \(esc(run.name)) against budget — \(esc(text))</td></tr>"
+                }
             }
             h += "</table>"
         }

@@ -99,7 +99,8 @@ struct Evaluate: ParsableCommand {
                         let r = outcome.report
                         log(String(format: "%@: %@ ASR %.3f (original %.3f), %.0f s", run.name, r.attack, r.asr, r.originalASR, r.seconds))
                         rows.append(.init(run: run.name, attack: r.attack, asr: r.asr, originalASR: r.originalASR, samples: r.samples,
-                                          seconds: r.seconds, budget: r.budget.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "; ")))
+                                          seconds: r.seconds, budget: r.budget.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: "; "),
+                                          curve: r.curve))
                     }
                 }
                 report.attacks = rows
