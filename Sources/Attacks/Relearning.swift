@@ -43,15 +43,8 @@ public struct RelearningAttack {
 
     /// The k training scenes: the first scenes of the train split (a fixed seed) showing one of `classes`.
     public func trainingScenes(classes: Set<Int>) throws -> [Scene] {
-        let sampler = try SceneSampler.load(split: .train, seed: options.seed ^ 0x5245_4C45)
-        var out: [Scene] = []
-        var i = 0
-        while out.count < options.images && i < 100 * options.images {
-            let s = sampler.scene(i)
-            if classes.contains(s.classID) { out.append(s) }
-            i += 1
-        }
-        return out
+        try SceneSampler.load(split: .train, seed: options.seed ^ 0x5245_4C45)
+            .firstScenes(showing: classes, count: options.images, searchLimit: 100 * options.images)
     }
 
     /// Concept prompts (training templates) the detection rate is read on.

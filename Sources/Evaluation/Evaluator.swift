@@ -86,15 +86,8 @@ public enum Evaluator {
 
     /// Real test scenes of the neutral classes: the FID reference and the detector's ceiling.
     public static func realScenes(classes: Set<Int>, protocol p: EvaluationProtocol) throws -> [Scene] {
-        let sampler = try SceneSampler.load(split: .test, seed: p.seed ^ 0x5245_414C)
-        var real: [Scene] = []
-        var i = 0
-        while real.count < p.realScenes && i < 50 * p.realScenes {
-            let s = sampler.scene(i)
-            if classes.contains(s.classID) { real.append(s) }
-            i += 1
-        }
-        return real
+        try SceneSampler.load(split: .test, seed: p.seed ^ 0x5245_414C)
+            .firstScenes(showing: classes, count: p.realScenes, searchLimit: 50 * p.realScenes)
     }
 
     /// The report from samples (no generation): what the tests drive with known images.

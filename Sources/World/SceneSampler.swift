@@ -82,6 +82,19 @@ public struct SceneSampler: Sendable {
         return (Caption(classID: cls, objColor: pair.object, bgColor: pair.background, template: t, synonym: s), di, p)
     }
 
+    /// The first `count` scenes (in index order) whose class is one of `classes`, looking at most at
+    /// `searchLimit` scenes (fewer are returned when the limit is reached first).
+    public func firstScenes(showing classes: Set<Int>, count: Int, searchLimit: Int) -> [Scene] {
+        var out: [Scene] = []
+        var i = 0
+        while out.count < count && i < searchLimit {
+            let s = scene(i)
+            if classes.contains(s.classID) { out.append(s) }
+            i += 1
+        }
+        return out
+    }
+
     public func scene(_ i: Int) -> Scene {
         let (cap, di, p) = plan(i)
         let c = Vocabulary.classes[cap.classID]

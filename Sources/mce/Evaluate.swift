@@ -158,7 +158,7 @@ struct Evaluate: ParsableCommand {
                 log("warning: \(path) was learned on a model with SHA-256 \(h.prefix(12))…, --model has \(baseHash.prefix(12))…")
             }
             let summary = (((isEraseDir ? maskInDir : path) as NSString).deletingLastPathComponent as NSString).appendingPathComponent("report.json")
-            let cost = (try? Data(contentsOf: URL(fileURLWithPath: summary))).flatMap { try? JSONDecoder().decode(EraseSummaryCost.self, from: $0) }?.cost
+            let cost = eraseCost(summary)
             return ErasedModel(name: name, source: path, masks: file.maskSet(), maskFile: file,
                                eraseSeconds: cost?.eraseSeconds, peakRSSMiB: cost?.peakRSSMiB)
         }
@@ -169,13 +169,17 @@ struct Evaluate: ParsableCommand {
         guard loader.config == base.config else {
             throw CLIError("\(option): \(path) has a different architecture from --model (\(loader.config) vs \(base.config))")
         }
-        let cost = isWeightEraseDir ? (try? Data(contentsOf: URL(fileURLWithPath: (path as NSString).appendingPathComponent("report.json"))))
-            .flatMap { try? JSONDecoder().decode(EraseSummaryCost.self, from: $0) }?.cost : nil
+        let cost = isWeightEraseDir ? eraseCost((path as NSString).appendingPathComponent("report.json")) : nil
         return ErasedModel(name: name, source: path, model: FluxTransformer(weights: try loader.load(as: Float.self)),
                            eraseSeconds: cost?.eraseSeconds, peakRSSMiB: cost?.peakRSSMiB)
     }
 
     struct EraseSummaryCost: Decodable { let cost: ErasureCost? }
+
+    /// The cost an `mce erase` report.json records, if the file is there and has one.
+    static func eraseCost(_ reportPath: String) -> ErasureCost? {
+        (try? Data(contentsOf: URL(fileURLWithPath: reportPath))).flatMap { try? JSONDecoder().decode(EraseSummaryCost.self, from: $0) }?.cost
+    }
 }
 
 /// The measurements of each erased model, one block per model.

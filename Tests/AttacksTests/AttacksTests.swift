@@ -12,6 +12,16 @@ import XCTest
 final class AttacksTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
+    /// The committed base model and detector (skips when they are absent).
+    static func committed() throws -> (FluxTransformer<Float>, SceneDetector) {
+        let basePath = root.appendingPathComponent(BaseModelSpec.defaultModelPath).path
+        let detPath = root.appendingPathComponent(SceneDetector.defaultPath).path
+        guard FileManager.default.fileExists(atPath: basePath), FileManager.default.fileExists(atPath: detPath) else {
+            throw XCTSkip("no committed base model or detector")
+        }
+        return (FluxTransformer(weights: try FluxWeightLoader(path: basePath).load(as: Float.self)), try SceneDetector(path: detPath))
+    }
+
     /// The genetic search only improves (elitism), is deterministic, and its prompt text re-tokenizes to its ids.
     func testRingABellSearch() throws {
         let encoder = try PromptEncoder()
@@ -34,16 +44,11 @@ final class AttacksTests: XCTestCase {
     /// Against the original model (a mask that removes nothing) paraphrases of a concept the model draws well
     /// must succeed, and the erased and original columns agree exactly.
     func testParaphraseSucceedsOnTheOriginalModel() throws {
-        let basePath = Self.root.appendingPathComponent(BaseModelSpec.defaultModelPath).path
-        let detPath = Self.root.appendingPathComponent(SceneDetector.defaultPath).path
-        guard FileManager.default.fileExists(atPath: basePath), FileManager.default.fileExists(atPath: detPath) else {
-            throw XCTSkip("no committed base model or detector")
-        }
-        let base = FluxTransformer(weights: try FluxWeightLoader(path: basePath).load(as: Float.self))
+        let (base, detector) = try Self.committed()
         var s = AttackSettings()
         s.paraphrasePrompts = 8
         let r = try AttackRunner.paraphrase(base: base, erased: ErasedModel(name: "none", source: "test"), concepts: [try ConceptSpec.resolve("ankle boot")],
-                                            encoder: try PromptEncoder(), detector: try SceneDetector(path: detPath), settings: s)
+                                            encoder: try PromptEncoder(), detector: detector, settings: s)
         XCTAssertEqual(r.0.samples, 8)
         XCTAssertEqual(r.0.asr, r.0.originalASR)
         XCTAssertGreaterThanOrEqual(r.0.asr, 0.5, "\(r.0.prompts)")
@@ -55,17 +60,12 @@ extension AttacksTests {
     /// Ring-A-Bell's found prompts attack the original model's "bag" (which this model also draws from generic
     /// object words, so even a small search succeeds); the erased and original columns agree exactly.
     func testRingABellSucceedsOnTheOriginalModel() throws {
-        let basePath = Self.root.appendingPathComponent(BaseModelSpec.defaultModelPath).path
-        let detPath = Self.root.appendingPathComponent(SceneDetector.defaultPath).path
-        guard FileManager.default.fileExists(atPath: basePath), FileManager.default.fileExists(atPath: detPath) else {
-            throw XCTSkip("no committed base model or detector")
-        }
-        let base = FluxTransformer(weights: try FluxWeightLoader(path: basePath).load(as: Float.self))
+        let (base, detector) = try Self.committed()
         var s = AttackSettings()
         s.ringABellLengths = [16]; s.ringABellRuns = 1; s.samplesPerPrompt = 8
         s.ringABell.generations = 12; s.ringABell.population = 16
         let r = try AttackRunner.ringABell(base: base, erased: ErasedModel(name: "none", source: "test"), concepts: [try ConceptSpec.resolve("bag")],
-                                           encoder: try PromptEncoder(), detector: try SceneDetector(path: detPath), settings: s)
+                                           encoder: try PromptEncoder(), detector: detector, settings: s)
         XCTAssertEqual(r.0.samples, 8)
         XCTAssertEqual(r.0.asr, r.0.originalASR)
         XCTAssertGreaterThanOrEqual(r.0.asr, 0.5, "\(r.found.map(\.text))")
@@ -74,21 +74,10 @@ extension AttacksTests {
 
 /// The white-box and relearning attacks must succeed where success is certain: on the original model.
 final class StrongAttacksTests: XCTestCase {
-    static let root = AttacksTests.root
-
-    func committed() throws -> (FluxTransformer<Float>, SceneDetector) {
-        let basePath = Self.root.appendingPathComponent(BaseModelSpec.defaultModelPath).path
-        let detPath = Self.root.appendingPathComponent(SceneDetector.defaultPath).path
-        guard FileManager.default.fileExists(atPath: basePath), FileManager.default.fileExists(atPath: detPath) else {
-            throw XCTSkip("no committed base model or detector")
-        }
-        return (FluxTransformer(weights: try FluxWeightLoader(path: basePath).load(as: Float.self)), try SceneDetector(path: detPath))
-    }
-
     /// Optimising inserted tokens keeps (or brings) the concept on the un-erased model; the loss falls, the run is
     /// deterministic, and the budgets are reported in order.
     func testEmbeddingAttackSucceedsOnTheOriginalModel() throws {
-        let (base, det) = try committed()
+        let (base, det) = try AttacksTests.committed()
         var o = EmbeddingAttack.Options()
         o.tokens = 4; o.checkpoints = [0, 3]; o.batch = 2; o.evalSamples = 6
         let attack = EmbeddingAttack(encoder: try PromptEncoder(), options: o, samplingSteps: 8, guidance: 3)
@@ -106,7 +95,7 @@ final class StrongAttacksTests: XCTestCase {
     /// Fine-tuning the original on k real images of the concept: the control and the free variant start from the
     /// same weights, so their curves agree exactly; the concept is there from step 0 (recovered at once).
     func testRelearningOnTheOriginalModel() throws {
-        let (base, det) = try committed()
+        let (base, det) = try AttacksTests.committed()
         var o = RelearningAttack.Options()
         o.images = 2; o.checkpoints = [0, 2]; o.evalSamples = 6
         let attack = RelearningAttack(encoder: try PromptEncoder(), options: o, samplingSteps: 8, guidance: 3)
