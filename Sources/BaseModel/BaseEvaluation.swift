@@ -29,6 +29,8 @@ public struct BaseEvaluationReport: Codable, Sendable {
     public let inDomainFID: Double                    // generated (held-in) vs real test scenes, detector features
     public let inDomainFIDRealTrainVsTest: Double     // the same statistic between two real sets, for scale
     public let perClass: [ClassRow]
+    /// The text encoder alone on the same prompts (see `TextProbe`): context for the held-out bar.
+    public let textProbe: TextProbeReport?
     public var meetsFloor: Bool {
         generatedToRealRatio >= 0.8 && objectColorAccuracy >= 0.9 && backgroundColorAccuracy >= 0.9 && heldOutToHeldInRatio >= 0.7
     }
@@ -78,6 +80,7 @@ public enum BaseEvaluation {
         let outAcc = accuracy(zip(pOut, heldOut).map { $0.classID == $1.classID })
         let gIn = perClass(pIn, heldIn.map(\.classID)), gReal = perClass(pReal, realTest.map(\.classID))
         let gOut = perClass(pOut, heldOut.map(\.classID))
+        let probe = try TextProbe.run(encoder: generator.encoder, heldIn: heldIn, heldOut: heldOut, seed: seed)
         return BaseEvaluationReport(
             protocolVersion: protocolVersion, samples: n, steps: generator.steps, guidance: generator.guidanceScale, seed: seed,
             realObjectAccuracy: realAcc, generatedObjectAccuracy: genAcc,
@@ -88,6 +91,7 @@ public enum BaseEvaluation {
             inDomainFID: fid, inDomainFIDRealTrainVsTest: fidReal,
             perClass: (0..<classes).map {
                 .init(id: $0, name: Vocabulary.classes[$0].name, generated: gIn[$0], real: gReal[$0], heldOut: gOut[$0])
-            })
+            },
+            textProbe: probe)
     }
 }

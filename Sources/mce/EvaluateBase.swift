@@ -55,10 +55,15 @@ struct EvaluateBase: ParsableCommand {
                 """, report.generatedObjectAccuracy, report.realObjectAccuracy, report.generatedToRealRatio,
                              report.objectColorAccuracy, report.backgroundColorAccuracy, report.heldOutObjectAccuracy,
                              report.heldOutToHeldInRatio, report.inDomainFID, report.inDomainFIDRealTrainVsTest))
-                print("class            generated  real   held-out")
+                if let p = report.textProbe {
+                    print(String(format: "text encoder alone (nearest training-wording centroid): held-in %.3f, held-out %.3f (ratio %.2f)",
+                                 p.heldInAccuracy, p.heldOutAccuracy, p.heldOutToHeldInRatio))
+                }
+                print("class            generated  real   held-out  text probe held-out")
                 for r in report.perClass {
                     print(r.name.padding(toLength: 16, withPad: " ", startingAt: 0)
-                          + String(format: " %.3f      %.3f  %.3f", r.generated, r.real, r.heldOut))
+                          + String(format: " %.3f      %.3f  %.3f     %.3f", r.generated, r.real, r.heldOut,
+                                   report.textProbe?.perClassHeldOut[r.id] ?? .nan))
                 }
                 print(report.meetsFloor ? "the bar is met" : "the bar is NOT met")
                 print("report: \(out)/report.json")
