@@ -14,9 +14,11 @@ import SafeTensors
 /// | `proj_mlp` | MLP unit j after GELU | column dim + j of the single block's `proj_out.weight` |
 /// | double `attn` | head h of the joint attention output | columns h·D..<(h+1)·D of `attn.to_out.0.weight` and `attn.to_add_out.weight` |
 /// | single `attn` | head h of the attention output | columns h·D..<(h+1)·D of the single block's `proj_out.weight` |
+/// | `attn.add_q_proj`, `attn.add_k_proj`, `attn.add_v_proj` | output channel j | row j of that projection's weight, entry j of its bias |
 ///
 /// (A 0 modulation output means shift 0, scale 0 → ×1, gate 0: the same in the forward with the mask as with
-/// the zeroed row. BFL checkpoints store each of these tensors whole under another name — `img_mlp.2`,
+/// the zeroed row. A text q/k/v mask multiplies the projection's output before the q/k RMSNorm, so a zeroed
+/// row gives the same input to the norm. BFL checkpoints store each of these tensors whole under another name — `img_mlp.2`,
 /// `txt_mod.lin`, `img_attn.proj`, `linear2`, `modulation.lin`, … — with the same row order, so the same
 /// rows/columns are zeroed there; `CheckpointLayout` gives the names.)
 ///
@@ -177,9 +179,11 @@ public enum Baker {
         let cfg = loader.config, D = cfg.attentionHeadDim, d = cfg.dim
         var plan: [String: Zeroing] = [:]
         /// The stored tensor holding the whole diffusers tensor `name`, with its shape checked.
-        func stored(_ name: String) throws -> String {
+        /// The stored tensor holding the diffusers tensor `name` (whole, or as one run of its rows, as BFL's
+        /// fused q/k/v), with the shape checked, and the row offset of `name` in it.
+        func stored(_ name: String, allowRowSlice: Bool = false) throws -> (name: String, rowOffset: Int) {
             let pieces = loader.layout.pieces(for: name, config: cfg)
-            guard pieces.count == 1, pieces[0].rows == nil else {
+            guard pieces.count == 1, allowRowSlice || pieces[0].rows == nil else {
                 throw ErasureError.badInput("cannot bake into \(loader.path): \(name) is not stored as a whole tensor in the \(loader.layout.rawValue) layout")
             }
             let s = pieces[0].name
@@ -187,17 +191,26 @@ public enum Baker {
             do { info = try loader.store.info(s) } catch {
                 throw ErasureError.badInput("cannot bake into \(loader.path): tensor '\(s)' (\(name)) is missing")
             }
-            let want = cfg.diffusersShape(of: name)!
+            var want = cfg.diffusersShape(of: name)!
+            if let r = pieces[0].rows {
+                guard r.count == want[0], info.shape.count == want.count, info.shape[0] >= r.upperBound else {
+                    throw ErasureError.badInput("cannot bake into \(loader.path): tensor '\(info.name)' (\(name)) has shape \(info.shape), which has no rows \(r) of shape \(want)")
+                }
+                want[0] = info.shape[0]
+            }
             guard info.shape == want else {
                 throw ErasureError.badInput("cannot bake into \(loader.path): tensor '\(info.name)' (\(name)) has shape \(info.shape), expected \(want) for this config")
             }
-            return s
+            return (s, pieces[0].rows?.lowerBound ?? 0)
         }
         func zeroRows(_ stem: String, _ rows: [Int]) throws {
-            for leaf in ["weight", "bias"] { plan[try stored("\(stem).\(leaf)"), default: Zeroing()].rows.formUnion(rows) }
+            for leaf in ["weight", "bias"] {
+                let (s, offset) = try stored("\(stem).\(leaf)", allowRowSlice: true)
+                plan[s, default: Zeroing()].rows.formUnion(rows.map { offset + $0 })
+            }
         }
         func zeroColumns(_ weight: String, _ cols: [Int]) throws {
-            plan[try stored(weight), default: Zeroing()].columns.formUnion(cols)
+            plan[try stored(weight).name, default: Zeroing()].columns.formUnion(cols)
         }
         for site in MaskFile.sorted(masks.masks.keys) {
             let off = masks.masks[site]!.indices.filter { masks.masks[site]![$0] == 0 }
@@ -217,6 +230,7 @@ public enum Baker {
             // proj_out's input is [attention (dim) | GELU(proj_mlp) (4·dim)].
             case .singleAttn: try zeroColumns("\(s).proj_out.weight", heads)
             case .projMLP: try zeroColumns("\(s).proj_out.weight", off.map { d + $0 })
+            case .addQ, .addK, .addV: try zeroRows("\(b).\(site.kind.rawValue)", off)
             }
         }
         return plan

@@ -78,6 +78,8 @@ public enum TrainableLayers {
                     let b = try w.singleBlock(s.block)
                     lin("single_transformer_blocks.\(s.block).linear1", b.linear1)
                     lin("single_transformer_blocks.\(s.block).proj_out", b.projOut)
+                case .addQ, .addK, .addV:
+                    lin("transformer_blocks.\(s.block).attn.add_qkv_proj", try w.doubleBlock(s.block).addQKV)
                 }
             }
         }

@@ -35,6 +35,7 @@ public enum MaskFolding {
                 zeroColumns(b.toOut, heads); zeroColumns(b.toAddOut, heads)
             case .singleAttn: zeroColumns(try w.singleBlock(site.block).projOut, heads)
             case .projMLP: zeroColumns(try w.singleBlock(site.block).projOut, off.map { d + $0 })
+            case .addQ, .addK, .addV: zeroRows(try w.doubleBlock(site.block).addQKV, off.map { site.kind.textQKVSlot! * d + $0 })
             }
         }
     }

@@ -194,6 +194,9 @@ public final class FluxTransformer<T: Scalar>: @unchecked Sendable {
         let qkvImg = Buffer<T>(uninitialized: B * Li * 3 * d), qkvTxt = Buffer<T>(uninitialized: B * Lt * 3 * d)
         w.qkv.forward(qkvImg.p, xn.p, rows: B * Li)
         w.addQKV.forward(qkvTxt.p, cn.p, rows: B * Lt)
+        let textMasks = [MaskSite.Kind.addQ, .addK, .addV].compactMap { k in masks[k, i].map { (k.textQKVSlot!, $0) } }
+        let txtRaw = rec && !textMasks.isEmpty ? qkvTxt.copy() : nil
+        for (slot, m) in textMasks { scaleColumns(qkvTxt.p + slot * d, ld: 3 * d, rows: B * Lt, cols: d, by: m.p) }
         let preImg = rec ? qkvImg.copy() : nil, preTxt = rec ? qkvTxt.copy() : nil
         let rQI = stats(B * Li * H), rKI = stats(B * Li * H), rQT = stats(B * Lt * H), rKT = stats(B * Lt * H)
         rmsNormHeadsForward(qkvImg.p, ld: 3 * d, w: w.normQ.p, rows: B * Li, heads: H, D: D, rrms: rQI?.p)
@@ -224,7 +227,7 @@ public final class FluxTransformer<T: Scalar>: @unchecked Sendable {
             tape.mod = mod; tape.modRaw = modRaw; tape.modc = modc; tape.modcRaw = modcRaw
             tape.xn = xn; tape.cn = cn
             tape.meanX = meanX; tape.rstdX = rstdX; tape.meanC = meanC; tape.rstdC = rstdC
-            tape.preImg = preImg; tape.preTxt = preTxt
+            tape.preImg = preImg; tape.preTxt = preTxt; tape.txtRaw = txtRaw
             tape.rQI = rQI; tape.rKI = rKI; tape.rQT = rQT; tape.rKT = rKT
             tape.qkv = qkv; tape.probs = probs; tape.o = o; tape.oImg = oImg; tape.oTxt = oTxt
             tape.aImg = aImg; tape.aTxt = aTxt

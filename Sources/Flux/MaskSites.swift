@@ -12,8 +12,22 @@ public struct MaskSite: Hashable, Sendable, CustomStringConvertible {
         case projMLP = "proj_mlp"           // single block MLP hidden units after GELU (4·dim)
         case singleNorm = "norm"            // single block modulation outputs (3·dim)
         case singleAttn = "single_attn"     // per-head multiplier on a single block's attention output
+        // Text-stream attention projections of a double block, one multiplier per output channel (before the
+        // q/k RMSNorm): how the prompt's tokens enter the image tokens' attention as keys and values.
+        case addQ = "attn.add_q_proj"
+        case addK = "attn.add_k_proj"
+        case addV = "attn.add_v_proj"
 
         public var isSingleBlock: Bool { self == .projMLP || self == .singleNorm || self == .singleAttn }
+        /// The column offset of a text-stream projection in the fused [q | k | v] output, in units of dim.
+        public var textQKVSlot: Int? {
+            switch self {
+            case .addQ: return 0
+            case .addK: return 1
+            case .addV: return 2
+            default: return nil
+            }
+        }
     }
 
     public let kind: Kind
@@ -30,7 +44,8 @@ public struct MaskSite: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses a site name; nil when it is not one of the site patterns.
     public init?(name: String) {
-        let parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        var parts = name.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        if parts.count == 4, parts[2] == "attn", parts[0] == "transformer_blocks" { parts = [parts[0], parts[1], "attn." + parts[3]] }
         guard parts.count == 3, let i = Int(parts[1]), i >= 0 else { return nil }
         switch (parts[0], parts[2]) {
         case ("transformer_blocks", "ff"): kind = .ff
@@ -38,6 +53,9 @@ public struct MaskSite: Hashable, Sendable, CustomStringConvertible {
         case ("transformer_blocks", "norm1_context"): kind = .norm1Context
         case ("transformer_blocks", "norm1"): kind = .norm1
         case ("transformer_blocks", "attn"): kind = .doubleAttn
+        case ("transformer_blocks", "attn.add_q_proj"): kind = .addQ
+        case ("transformer_blocks", "attn.add_k_proj"): kind = .addK
+        case ("transformer_blocks", "attn.add_v_proj"): kind = .addV
         case ("single_transformer_blocks", "proj_mlp"): kind = .projMLP
         case ("single_transformer_blocks", "norm"): kind = .singleNorm
         case ("single_transformer_blocks", "attn"): kind = .singleAttn
@@ -53,6 +71,7 @@ public struct MaskSite: Hashable, Sendable, CustomStringConvertible {
         case .norm1, .norm1Context: return 6 * c.dim
         case .singleNorm: return 3 * c.dim
         case .doubleAttn, .singleAttn: return c.numAttentionHeads
+        case .addQ, .addK, .addV: return c.dim
         }
     }
 

@@ -19,7 +19,8 @@ final class DoubleBlockTape<T: Scalar> {
     var mod: Buffer<T>!, modRaw: Buffer<T>!, modc: Buffer<T>!, modcRaw: Buffer<T>!
     var xn: Buffer<T>!, cn: Buffer<T>!
     var meanX: Buffer<T>?, rstdX: Buffer<T>?, meanC: Buffer<T>?, rstdC: Buffer<T>?
-    var preImg: Buffer<T>?, preTxt: Buffer<T>?          // q/k/v before the QK RMSNorm
+    var preImg: Buffer<T>?, preTxt: Buffer<T>?          // q/k/v before the QK RMSNorm (text: after its masks)
+    var txtRaw: Buffer<T>?                              // text q/k/v before its masks (only with add_q/k/v masks)
     var rQI: Buffer<T>?, rKI: Buffer<T>?, rQT: Buffer<T>?, rKT: Buffer<T>?
     var qkv: Buffer<T>!                                  // joint, after RMSNorm and RoPE
     var probs: Buffer<T>?

@@ -64,6 +64,8 @@ final class BakingTests: XCTestCase {
                 : ["\(d).attn.to_out.0.weight", "\(d).attn.to_add_out.weight"]
             case .projMLP, .singleAttn: stored = [bfl ? "\(sb).linear2.weight" : "\(s).proj_out.weight"]
             case .singleNorm: stored = ["weight", "bias"].map { bfl ? "\(sb).modulation.lin.\($0)" : "\(s).norm.linear.\($0)" }
+            case .addQ, .addK, .addV:
+                stored = ["weight", "bias"].map { bfl ? "\(db).txt_attn.qkv.\($0)" : "\(d).\(site.kind.rawValue).\($0)" }
             }
             names.formUnion(stored.map { prefix + $0 })
         }
@@ -123,7 +125,7 @@ final class BakingTests: XCTestCase {
             let counts = masks.maskedCounts
             let fraction = Double(counts.reduce(0) { $0 + $1.masked }) / Double(counts.reduce(0) { $0 + $1.total })
             XCTAssertEqual(fraction, 0.3, accuracy: 0.05)
-            XCTAssertEqual(Set(counts.map(\.site.kind)).count, 8, "all site kinds")
+            XCTAssertEqual(Set(counts.map(\.site.kind)).count, MaskSite.Kind.allCases.count, "all site kinds")
 
             let source = Fixtures.golden(path)
             let isFile = path.hasSuffix(".safetensors")
@@ -164,7 +166,7 @@ final class BakingTests: XCTestCase {
     func testBakedDevMatchesDiffusersWithHookedMasks() throws {
         let cfg = try Self.config("dev")
         let masks = try MaskFile.read(Fixtures.golden("dev-mask.safetensors"), config: cfg)
-        XCTAssertEqual(Set(masks.masks.keys.map(\.kind)).count, 8)
+        XCTAssertEqual(Set(masks.masks.keys.map(\.kind)).count, MaskSite.Kind.allCases.count)
         let ref = try SafeTensorsFile(path: Fixtures.golden("dev-masked-out.safetensors")).doubles("output_float64_reference")
         let dir = try BakeFixtures.tempDir(self)
         var dests = [dir + "/dev-baked"]

@@ -27,6 +27,7 @@ batch and tokens:
     single_transformer_blocks.i.proj_mlp    output of act_mlp (4*dim)
     single_transformer_blocks.i.norm        output of norm.linear (3*dim)
     single_transformer_blocks.i.attn        per head, on the attn module's output (before the MLP concat)
+    transformer_blocks.i.attn.add_{q,k,v}_proj  output of that text-stream projection (dim, before norm_added_q/k)
 
 Self-checks (all asserted): weights equal generate.py's deterministic build; hooked masks equal the same
 masks folded into the weights; every hook fires once per step; all-ones masks reproduce
@@ -58,18 +59,21 @@ SITES = {
         "transformer_blocks.0.ff", "transformer_blocks.0.ff_context", "transformer_blocks.0.norm1_context",
         "transformer_blocks.0.norm1", "transformer_blocks.0.attn", "single_transformer_blocks.0.proj_mlp",
         "single_transformer_blocks.0.norm", "single_transformer_blocks.0.attn",
+        "transformer_blocks.0.attn.add_q_proj", "transformer_blocks.0.attn.add_k_proj",
+        "transformer_blocks.0.attn.add_v_proj",
     ],
     "dev": [
         "transformer_blocks.0.ff", "transformer_blocks.1.ff", "transformer_blocks.0.ff_context",
         "transformer_blocks.1.norm1_context", "transformer_blocks.0.norm1", "transformer_blocks.1.attn",
         "single_transformer_blocks.0.proj_mlp", "single_transformer_blocks.2.norm",
-        "single_transformer_blocks.1.attn",
+        "single_transformer_blocks.1.attn", "transformer_blocks.1.attn.add_k_proj",
+        "transformer_blocks.0.attn.add_v_proj",
     ],
 }
 
 
 def parse_site(site: str) -> tuple[bool, int, str]:
-    prefix, i, leaf = site.split(".")
+    prefix, i, leaf = site.split(".", 2)
     assert prefix in ("transformer_blocks", "single_transformer_blocks"), site
     return prefix == "single_transformer_blocks", int(i), leaf
 
@@ -78,7 +82,8 @@ def site_width(cfg: dict, site: str) -> int:
     single, _, leaf = parse_site(site)
     dim = cfg["num_attention_heads"] * cfg["attention_head_dim"]
     return {"ff": 4 * dim, "ff_context": 4 * dim, "proj_mlp": 4 * dim, "norm1": 6 * dim, "norm1_context": 6 * dim,
-            "norm": 3 * dim, "attn": cfg["num_attention_heads"]}[leaf]
+            "norm": 3 * dim, "attn": cfg["num_attention_heads"],
+            "attn.add_q_proj": dim, "attn.add_k_proj": dim, "attn.add_v_proj": dim}[leaf]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,7 +113,9 @@ class MaskHooks:
             else:
                 target = {"ff": lambda b: b.ff.net[0], "ff_context": lambda b: b.ff_context.net[0],
                           "norm1": lambda b: b.norm1.linear, "norm1_context": lambda b: b.norm1_context.linear,
-                          "proj_mlp": lambda b: b.act_mlp, "norm": lambda b: b.norm.linear}[leaf](block)
+                          "proj_mlp": lambda b: b.act_mlp, "norm": lambda b: b.norm.linear,
+                          "attn.add_q_proj": lambda b: b.attn.add_q_proj, "attn.add_k_proj": lambda b: b.attn.add_k_proj,
+                          "attn.add_v_proj": lambda b: b.attn.add_v_proj}[leaf](block)
                 self.handles.append(target.register_forward_hook(self._out_hook(site)))
 
     def _mask(self, site: str, n: int) -> torch.Tensor:
@@ -152,8 +159,8 @@ def fold_masks(model: FluxTransformer2DModel, masks: dict[str, torch.Tensor]) ->
             b = (m.single_transformer_blocks if single else m.transformer_blocks)[i]
             if leaf in ("ff", "ff_context"):
                 getattr(b, leaf).net[2].weight.mul_(v[None, :])
-            elif leaf in ("norm1", "norm1_context", "norm"):
-                lin = getattr(b, leaf).linear
+            elif leaf in ("norm1", "norm1_context", "norm", "attn.add_q_proj", "attn.add_k_proj", "attn.add_v_proj"):
+                lin = getattr(b.attn, leaf[5:]) if leaf.startswith("attn.") else getattr(b, leaf).linear
                 lin.weight.mul_(v[:, None])
                 lin.bias.mul_(v)
             elif leaf == "attn" and not single:

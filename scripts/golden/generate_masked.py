@@ -8,13 +8,13 @@ a rerun rewrites both files byte for byte.
 
 Writes
 
-* ``Tests/Fixtures/golden/dev-mask.safetensors`` - a fixed binary mask over every site of all 8 kinds of the
+* ``Tests/Fixtures/golden/dev-mask.safetensors`` - a fixed binary mask over every site of all 11 kinds of the
   ``dev`` model (~30% of units masked, at least one unit masked and one kept per site), in mce's mask-file
   format: F32 tensors ``<site>.mask`` (site = diffusers module name, Sources/Flux/MaskSites.swift).
 * ``Tests/Fixtures/golden/dev-masked-out.safetensors`` - one forward pass of diffusers'
   ``FluxTransformer2DModel`` on the inputs of ``dev.io.safetensors`` with the mask applied by forward hooks
   (``generate_gradients.MaskHooks``: the outputs of ``ff.net[0]``, ``ff_context.net[0]``, ``norm1.linear``,
-  ``norm1_context.linear``, single ``norm.linear``, ``act_mlp``, and per head on the joint attention output
+  ``norm1_context.linear``, single ``norm.linear``, ``act_mlp``, ``attn.add_{q,k,v}_proj``, and per head on the joint attention output
   before ``to_out[0]``/``to_add_out`` or on the single block's attention output):
   ``output_float64_reference`` (float64, float32 islands patched as in generate.py) and
   ``output_float32_diffusers``.
@@ -61,7 +61,8 @@ def all_sites(cfg: dict) -> list[str]:
     s = [f"single_transformer_blocks.{i}." for i in range(cfg["num_single_layers"])]
     return ([p + "ff" for p in d] + [p + "ff_context" for p in d] + [p + "norm1_context" for p in d]
             + [p + "norm1" for p in d] + [p + "attn" for p in d]
-            + [p + "proj_mlp" for p in s] + [p + "norm" for p in s] + [p + "attn" for p in s])
+            + [p + "proj_mlp" for p in s] + [p + "norm" for p in s] + [p + "attn" for p in s]
+            + [p + f"attn.add_{x}_proj" for x in "qkv" for p in d])
 
 
 def make_masks(cfg: dict) -> dict[str, torch.Tensor]:
