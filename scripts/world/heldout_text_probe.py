@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""How well MiniLM's sentence embedding alone carries the world's held-out wording to the right class.
+
+A linear probe (multinomial logistic regression, torch) is trained on the normalised mean-pooled embeddings
+(sentence-transformers' all-MiniLM-L6-v2 output) of captions in the *training* wording, then read on captions
+with held-out synonyms, held-out templates, or both. An image model conditioned on the same text learns the
+classes from training wording only, so these accuracies indicate how much of evaluate-base's held-out bar the
+text conditioning can carry. `mce evaluate-base` reports the simpler nearest-centroid version (`textProbe`).
+
+The vocabulary and templates are read from the Swift sources (Sources/World/Vocabulary.swift and
+Captions.swift), so there is one list of words. Needs the venv of scripts/setup_python.sh.
+
+    .venv/bin/python scripts/world/heldout_text_probe.py [MINILM_DIR]   (default ~/.cache/mce/minilm)
+"""
+import os
+import random
+import re
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def read_vocabulary():
+    """{class: (training synonyms, held-out synonyms)} from the `("name", .dataset, s(...) + h(...))` rows."""
+    text = (REPO / "Sources/World/Vocabulary.swift").read_text()
+    classes = {}
+    for m in re.finditer(r'\("([^"]+)", \.(?:fashionMNIST|animalMNIST), s\(([^)]*)\) \+ h\(([^)]*)\)\)', text):
+        words = lambda args: re.findall(r'"([^"]+)"', args)  # noqa: E731
+        classes[m.group(1)] = (words(m.group(2)), words(m.group(3)))
+    colours = re.findall(r'NamedColor\("([a-z]+)"', text)
+    assert len(classes) == 20 and len(colours) >= 8, "could not parse Vocabulary.swift"
+    return classes, colours
+
+
+def read_templates():
+    text = (REPO / "Sources/World/Captions.swift").read_text()
+    block = lambda name: re.findall(r'"([^"]*\{obj\}[^"]*)"', text.split(f"let {name} = [")[1].split("]")[0])  # noqa: E731
+    return block("train"), block("heldOut")
+
+
+def render(template, noun, colour, bg):
+    """As CaptionGrammar.render: {a_obj}/{a} become the article of the word that follows them (plural nouns
+    keep theirs here, which a probe of word meaning does not care about)."""
+    def article(word):
+        w = word.lower()
+        if any(w.startswith(p) for p in ("ewe", "uni", "use", "eu", "one")):
+            return "a"
+        return "an" if w[0] in "aeiou" else "a"
+    s = template.replace("{color}", colour).replace("{obj}", noun).replace("{bg}", bg)
+    return re.sub(r"\{a(?:_obj)?\} (\S+)", lambda m: f"{article(m.group(1))} {m.group(1)}", s)
+
+
+def main():
+    directory = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser("~/.cache/mce/minilm")
+    tok, model = AutoTokenizer.from_pretrained(directory), AutoModel.from_pretrained(directory).eval()
+    classes, colours = read_vocabulary()
+    train_t, held_t = read_templates()
+    names = list(classes)
+
+    def embed(texts):
+        out = []
+        for i in range(0, len(texts), 256):
+            b = tok(texts[i:i + 256], padding=True, return_tensors="pt")
+            with torch.no_grad():
+                h = model(**b).last_hidden_state
+            m = b["attention_mask"].unsqueeze(-1).float()
+            out.append(torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1))
+        return torch.cat(out)
+
+    def captions(held_syn, held_tmpl, n, seed):
+        r = random.Random(seed)
+        texts, labels = [], []
+        for i in range(n):
+            k = i % len(names)
+            colour, bg = r.sample(colours, 2)
+            noun = r.choice(classes[names[k]][1 if held_syn else 0])
+            texts.append(render(r.choice(held_t if held_tmpl else train_t), noun, colour, bg))
+            labels.append(k)
+        return embed(texts), torch.tensor(labels)
+
+    torch.manual_seed(0)
+    x, y = captions(False, False, 2000, 1)
+    lin = torch.nn.Linear(x.shape[1], len(names))
+    opt = torch.optim.Adam(lin.parameters(), lr=0.05)
+    for _ in range(500):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(lin(x), y) + 1e-4 * lin.weight.pow(2).sum()
+        loss.backward()
+        opt.step()
+    print("linear probe on MiniLM sentence embeddings, trained on 2,000 training-wording captions")
+    for label, hs, ht in [("held-in wording", False, False), ("held-out synonyms", True, False),
+                          ("held-out templates", False, True), ("held-out both", True, True)]:
+        xe, ye = captions(hs, ht, 400, 7)
+        pred = lin(xe).argmax(1)
+        per = [float((pred[ye == k] == k).float().mean()) for k in range(len(names))]
+        print(f"  {label:<20} {float((pred == ye).float().mean()):.3f}   "
+              + " ".join(f"{n}:{p:.2f}" for n, p in zip(names, per)) if hs else
+              f"  {label:<20} {float((pred == ye).float().mean()):.3f}")
+
+
+if __name__ == "__main__":
+    main()
