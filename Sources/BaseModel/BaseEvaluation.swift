@@ -50,15 +50,23 @@ public enum BaseEvaluation {
         return Caption(classID: cls, objColor: pair.object, bgColor: pair.background, template: t, synonym: s)
     }
 
+    /// The fraction of true entries (0 for none).
+    static func accuracy(_ ok: [Bool]) -> Double { ok.isEmpty ? 0 : Double(ok.filter { $0 }.count) / Double(ok.count) }
+
+    /// Class-by-class accuracy of predicted class ids, one entry per world class (0 for a class with no items).
+    static func perClassAccuracy(predicted: [Int], truth: [Int]) -> [Double] {
+        (0..<Vocabulary.classCount).map { c in accuracy(zip(predicted, truth).filter { $0.1 == c }.map { $0.0 == c }) }
+    }
+
     public static func run(
         generator: Generator, detector: SceneDetector, samples: Int, seed: UInt64,
         progress: ((String, Int, Int) -> Void)? = nil
     ) throws -> BaseEvaluationReport {
         let n = samples
         let classes = Vocabulary.classCount
-        func accuracy(_ ok: [Bool]) -> Double { ok.isEmpty ? 0 : Double(ok.filter { $0 }.count) / Double(ok.count) }
+        let accuracy = Self.accuracy
         func perClass(_ preds: [DetectorPrediction], _ truth: [Int]) -> [Double] {
-            (0..<classes).map { c in accuracy(zip(preds, truth).filter { $0.1 == c }.map { $0.0.classID == c }) }
+            Self.perClassAccuracy(predicted: preds.map(\.classID), truth: truth)
         }
         // Generated, held-in and held-out wording.
         let heldIn = (0..<n).map { caption($0, seed: seed, wording: .train) }

@@ -40,15 +40,10 @@ public enum TextProbe {
                 return scores.indices.max { scores[$0] < scores[$1] }!
             }
         }
-        func accuracy(_ p: [Int], _ c: [Caption]) -> Double {
-            c.isEmpty ? 0 : Double(zip(p, c).filter { $0 == $1.classID }.count) / Double(c.count)
-        }
+        func accuracy(_ p: [Int], _ c: [Caption]) -> Double { BaseEvaluation.accuracy(zip(p, c).map { $0 == $1.classID }) }
         let pIn = try predictions(heldIn), pOut = try predictions(heldOut)
         let accIn = accuracy(pIn, heldIn), accOut = accuracy(pOut, heldOut)
-        let perClass = (0..<classes).map { k -> Double in
-            let idx = heldOut.indices.filter { heldOut[$0].classID == k }
-            return accuracy(idx.map { pOut[$0] }, idx.map { heldOut[$0] })
-        }
+        let perClass = BaseEvaluation.perClassAccuracy(predicted: pOut, truth: heldOut.map(\.classID))
         return TextProbeReport(centroidCaptionsPerClass: captionsPerClass, heldInAccuracy: accIn, heldOutAccuracy: accOut,
                                heldOutToHeldInRatio: accIn > 0 ? accOut / accIn : 0, perClassHeldOut: perClass)
     }
