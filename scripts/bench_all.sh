@@ -23,6 +23,10 @@ for r in $(seq "$ROUNDS"); do
         run .build/release/mce bench erase-step --config $1 --steps $2 --repeats 5
         run "$venv/bin/python" scripts/bench_reference.py erase-step --config $1 --steps $2 --repeats 5
     done
+    # A training step of the committed base model's kind: batch 64, the world's padded caption length.
+    run .build/release/mce bench train-step --config small --batch 64 --repeats 5
+    tt=$(tail -n 1 "$log" | python3 -c 'import json, sys; print(json.load(sys.stdin)["text_tokens"])')
+    run "$venv/bin/python" scripts/bench_reference.py train-step --config small --batch 64 --text-tokens "$tt" --repeats 5
 done
 python3 - "$log" <<'PY'
 import json, sys, statistics
@@ -30,9 +34,10 @@ rows = {}
 for line in open(sys.argv[1]):
     d = json.loads(line)
     impl = "mce" if d["impl"].startswith("mce") else "pytorch"
-    key = (d.get("bench", "forward"), d["config"], d.get("steps", ""))
+    key = (d.get("bench", "forward"), d["config"], d.get("steps", d.get("batch", "")))
     rows.setdefault(key, {}).setdefault(impl, []).append(d)
 print("| bench | config | N | mce median s | mce GFLOP/s | mce peak RSS MiB | PyTorch median s | PyTorch GFLOP/s | PyTorch peak RSS MiB | speed-up |")
+# train-step rows: N is the batch; samples/s = batch / median s.
 print("|---|---|---|---|---|---|---|---|---|---|")
 for (bench, cfg, n), v in rows.items():
     def med(impl, k):

@@ -2,6 +2,7 @@
 
     python scripts/bench_reference.py forward --config small|medium [--repeats 20] [--threads N]
     python scripts/bench_reference.py erase-step --config small|medium --steps N [--repeats 5] [--threads N]
+    python scripts/bench_reference.py train-step --config small|medium --text-tokens T [--batch 64] [--repeats 5] [--threads N]
 
 Builds diffusers' FluxTransformer2DModel with random weights (fp32, eval, batch 1, 16 text tokens).
 
@@ -17,6 +18,10 @@ and one AdamW step. It warms up 1 iteration, times `repeats` and prints one JSON
 "bench": "erase-step"; FLOPs are counted as 3*N forwards (N forward steps, N replays, their backward
 as one forward each), as the Swift side does. It then checks, in float64 on the small config, that the
 checkpointed gradients equal a plain full backprop through a 2-step sampler.
+
+`train-step` times one training step of the base model's kind (see `bench_train_step`): a batch of random
+latents, text states and logit-normal σ, forward in train mode, MSE to a random target, backward to every
+weight, AdamW; samples/s and GFLOP/s (3 forwards' worth per sample, as the Swift side counts it).
 """
 
 from __future__ import annotations
@@ -305,6 +310,64 @@ def bench_erase_step(name: str, steps: int, repeats: int, lr: float = 0.5) -> di
     }
 
 
+# ----------------------------------------------------------------------------------------------
+# train-step
+
+def bench_train_step(name: str, batch: int, text_tokens: int, repeats: int) -> dict:
+    spec = CONFIGS[name]
+    cfg = spec["model"]
+    grid = spec["grid"]
+    torch.manual_seed(0)
+    model = FluxTransformer2DModel(**cfg).train()
+    g = torch.Generator().manual_seed(1)
+    r, c = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    inputs = dict(
+        hidden_states=torch.randn(batch, grid * grid, cfg["in_channels"], generator=g),
+        encoder_hidden_states=torch.randn(batch, text_tokens, cfg["joint_attention_dim"], generator=g),
+        pooled_projections=torch.randn(batch, cfg["pooled_projection_dim"], generator=g),
+        timestep=torch.sigmoid(torch.randn(batch, generator=g)),
+        img_ids=torch.stack([torch.zeros_like(r), r, c], -1).reshape(-1, 3).float(),
+        txt_ids=torch.zeros(text_tokens, 3),
+        return_dict=False,
+    )
+    target = torch.randn(inputs["hidden_states"].shape, generator=g)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0)
+    flops = 3 * batch * forward_flops(cfg, grid * grid, text_tokens)
+
+    def step() -> float:
+        opt.zero_grad(set_to_none=True)
+        loss = ((model(**inputs)[0] - target) ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    losses = [step()]  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        losses.append(step())
+        times.append(time.perf_counter() - t0)
+    median = statistics.median(times)
+    assert all(map(math.isfinite, losses)) and losses[-1] < losses[0], f"loss did not fall: {losses}"
+    return {
+        "impl": f"diffusers+torch {torch.__version__}",
+        "bench": "train-step",
+        "config": name,
+        "batch": batch,
+        "median_s": round(median, 6),
+        "samples_per_s": round(batch / median, 3),
+        "gflops": round(flops / median / 1e9, 3),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "threads": torch.get_num_threads(),
+        "repeats": repeats,
+        "image_tokens": grid * grid,
+        "text_tokens": text_tokens,
+        "loss_first": round(losses[0], 6),
+        "loss_last": round(losses[-1], 6),
+        "diffusers": diffusers.__version__,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="PyTorch reference benchmark for `mce bench`.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -317,11 +380,20 @@ def main() -> int:
     er.add_argument("--steps", type=int, required=True, help="Euler steps N")
     er.add_argument("--repeats", type=int, default=5)
     er.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    tr = sub.add_parser("train-step", help="time one training step (forward, MSE, backward, AdamW)")
+    tr.add_argument("--config", choices=sorted(CONFIGS), required=True)
+    tr.add_argument("--batch", type=int, default=64)
+    tr.add_argument("--text-tokens", type=int, required=True, help="text tokens per sample (mce's JSON reports its own)")
+    tr.add_argument("--repeats", type=int, default=5)
+    tr.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.command == "forward":
         print(json.dumps(bench_forward(a.config, a.repeats)))
+    elif a.command == "train-step":
+        assert a.batch >= 1 and a.text_tokens >= 1 and a.repeats >= 1
+        print(json.dumps(bench_train_step(a.config, a.batch, a.text_tokens, a.repeats)))
     else:
         assert a.steps >= 1 and a.repeats >= 1
         print(json.dumps(bench_erase_step(a.config, a.steps, a.repeats)))

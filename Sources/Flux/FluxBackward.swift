@@ -187,7 +187,7 @@ extension FluxTransformer {
                              rows: B * Lt, heads: H, D: D)
         rmsNormHeadsBackward(dTxt.p + d, ld: 3 * d, x: t.preTxt!.p + d, ldx: 3 * d, rrms: t.rKT!.p, w: w.normAddedK.p,
                              dw: pg?.normAddedK.p, rows: B * Lt, heads: H, D: D)
-        for k in [MaskSite.Kind.addQ, .addK, .addV] {
+        for k in MaskSite.Kind.textQKV {
             guard let m = masks[site(k)], let raw = t.txtRaw else { continue }
             let off = k.textQKVSlot! * d
             scaleColumnsBackward(dTxt.p + off, ld: 3 * d, x: raw.p + off, ldx: 3 * d, mask: m.p, dmask: grads.masks[site(k)]?.p,

@@ -194,7 +194,7 @@ public final class FluxTransformer<T: Scalar>: @unchecked Sendable {
         let qkvImg = Buffer<T>(uninitialized: B * Li * 3 * d), qkvTxt = Buffer<T>(uninitialized: B * Lt * 3 * d)
         w.qkv.forward(qkvImg.p, xn.p, rows: B * Li)
         w.addQKV.forward(qkvTxt.p, cn.p, rows: B * Lt)
-        let textMasks = [MaskSite.Kind.addQ, .addK, .addV].compactMap { k in masks[k, i].map { (k.textQKVSlot!, $0) } }
+        let textMasks = MaskSite.Kind.textQKV.compactMap { k in masks[k, i].map { (k.textQKVSlot!, $0) } }
         let txtRaw = rec && !textMasks.isEmpty ? qkvTxt.copy() : nil
         for (slot, m) in textMasks { scaleColumns(qkvTxt.p + slot * d, ld: 3 * d, rows: B * Lt, cols: d, by: m.p) }
         let preImg = rec ? qkvImg.copy() : nil, preTxt = rec ? qkvTxt.copy() : nil

@@ -19,6 +19,8 @@ public struct MaskSite: Hashable, Sendable, CustomStringConvertible {
         case addV = "attn.add_v_proj"
 
         public var isSingleBlock: Bool { self == .projMLP || self == .singleNorm || self == .singleAttn }
+        /// The kinds that mask the fused text-stream [q | k | v] projection, in slot order.
+        public static let textQKV: [Kind] = [.addQ, .addK, .addV]
         /// The column offset of a text-stream projection in the fused [q | k | v] output, in units of dim.
         public var textQKVSlot: Int? {
             switch self {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BaseModel
 import BLAS
 import Flux
 import Foundation
@@ -6,7 +7,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (random weights; JSON on stdout). Compare with scripts/bench_reference.py run in the same session.",
-        subcommands: [BenchForward.self, BenchEraseStep.self])
+        subcommands: [BenchForward.self, BenchEraseStep.self, BenchTrainStep.self])
 }
 
 enum BenchConfig: String, ExpressibleByArgument, CaseIterable {
@@ -138,6 +139,78 @@ struct BenchEraseStep: ParsableCommand {
                 "median_s": median, "min_s": times.min()!, "gflops": flops / median / 1e9,
                 "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": times.count,
                 "blas_core": KernelSelection.coreName, "masked_units": logits.reduce(0) { $0 + $1.count },
+            ])
+        }
+    }
+}
+
+struct BenchTrainStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-step",
+        abstract: "One training step of the base model's kind: a batch's taped forward, MSE, backward to every weight, AdamW.")
+
+    @Option(help: "small or medium (issue 2's benchmark configs; the committed base model is `small`).")
+    var config: BenchConfig = .small
+
+    @Option(help: "Samples per step (train-base's default is 64).")
+    var batch: Int = 64
+
+    @Option(help: "Text tokens per sample (default: the world's padded caption length, which train-base uses; needs MiniLM).")
+    var textTokens: Int?
+
+    @Option(help: "Timed steps (the median is reported).")
+    var repeats: Int = 5
+
+    func validate() throws {
+        if batch < 1 || repeats < 1 { throw ValidationError("--batch and --repeats must be ≥ 1") }
+        if let t = textTokens, t < 1 { throw ValidationError("--text-tokens must be ≥ 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let cfg = config.config, B = batch
+            let lt = try textTokens ?? PromptEncoder().paddedLength, li = config.grid * config.grid
+            let model = FluxTransformer(weights: FluxWeights<Float>.random(config: cfg, seed: 0))
+            var rng = SplitMix64(seed: 1)
+            let randn: (Int) -> Buffer<Float> = { n in Buffer((0..<n).map { _ in Float(rng.normal()) }) }
+            let cond = try FluxConditioning<Float>(
+                config: cfg, batch: B, encoderHiddenStates: randn(B * lt * cfg.jointAttentionDim),
+                pooledProjections: randn(B * cfg.pooledProjectionDim), guidance: nil,
+                txtIds: Packing.textIds(count: lt), imgIds: Packing.imageIds(gridHeight: config.grid, gridWidth: config.grid))
+            let x = randn(B * li * cfg.inChannels), target = randn(B * li * cfg.inChannels)
+            let sigmas = (0..<B).map { _ in 1 / (1 + Foundation.exp(-rng.normal())) }
+            let weightGrads = FluxWeights<Float>.zeros(config: cfg)
+            let optimizer = AdamW<Float>(lr: 1e-4, weightDecay: 0)
+            let mse = Objectives.meanSquaredError(target: target)
+            var losses: [Double] = []
+            func step() throws {
+                weightGrads.zero()
+                let grads = FluxGradients(config: cfg, batch: B, textTokens: lt, imageTokens: li, maskSites: [], weightGradients: weightGrads)
+                losses.append(try model.valueAndGradient(hidden: x.p, sigma: sigmas, cond: cond, grads: grads) { v in
+                    let (l, d) = try mse(v)
+                    return (l, d)
+                })
+                optimizer.update(model.weights.allBuffers, weightGrads.allBuffers)
+            }
+            try step()
+            var times: [Double] = []
+            for _ in 0..<repeats {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                try step()
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+            }
+            guard losses.allSatisfy(\.isFinite), losses.last! < losses.first! else {
+                throw CLIError("train-step: the loss did not fall over the timed steps (\(losses))")
+            }
+            let median = times.sorted()[times.count / 2]
+            // Counted as the PyTorch reference counts it: a training step is 3 forwards' worth of FLOPs per sample.
+            let flops = 3 * cfg.forwardFLOPs(textTokens: lt, imageTokens: li, batch: B)
+            printJSON([
+                "impl": "mce (Swift, \(blasName))", "bench": "train-step", "config": config.rawValue, "batch": B,
+                "text_tokens": lt, "image_tokens": li, "median_s": median, "min_s": times.min()!,
+                "samples_per_s": Double(B) / median, "gflops": flops / median / 1e9,
+                "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": times.count,
+                "blas_core": KernelSelection.coreName, "loss_first": losses.first!, "loss_last": losses.last!,
             ])
         }
     }
