@@ -18,19 +18,31 @@ enum BenchConfig: String, ExpressibleByArgument, CaseIterable {
     var grid: Int { self == .small ? 8 : 16 }
     static let textTokens = 16
 
-    /// Random weights (seed 0) and random inputs (seed 1) of this config, batch 1: model, conditioning and
-    /// a generator of further random latents.
-    func setup<T: Scalar>(_: T.Type) throws -> (model: FluxTransformer<T>, cond: FluxConditioning<T>, randn: (Int) -> Buffer<T>) {
+    /// Random weights (seed 0) and random inputs (seed 1) of this config for `batch` samples of `textTokens`
+    /// text tokens: model, conditioning and a generator of further random values.
+    func setup<T: Scalar>(_: T.Type, batch: Int = 1, textTokens: Int = Self.textTokens) throws
+        -> (model: FluxTransformer<T>, cond: FluxConditioning<T>, randn: (Int) -> Buffer<T>) {
         let cfg = config
         let model = FluxTransformer(weights: FluxWeights<T>.random(config: cfg, seed: 0))
         var rng = SplitMix64(seed: 1)
         let randn: (Int) -> Buffer<T> = { n in Buffer((0..<n).map { _ in T(rng.normal()) }) }
         let cond = try FluxConditioning<T>(
-            config: cfg, batch: 1, encoderHiddenStates: randn(Self.textTokens * cfg.jointAttentionDim),
-            pooledProjections: randn(cfg.pooledProjectionDim), guidance: nil,
-            txtIds: Packing.textIds(count: Self.textTokens), imgIds: Packing.imageIds(gridHeight: grid, gridWidth: grid))
+            config: cfg, batch: batch, encoderHiddenStates: randn(batch * textTokens * cfg.jointAttentionDim),
+            pooledProjections: randn(batch * cfg.pooledProjectionDim), guidance: nil,
+            txtIds: Packing.textIds(count: textTokens), imgIds: Packing.imageIds(gridHeight: grid, gridWidth: grid))
         return (model, cond, randn)
     }
+}
+
+/// Runs `body` `repeats` times (at least once) and returns the median and minimum wall time in seconds.
+func timed(repeats: Int, _ body: () throws -> Void) rethrows -> (median: Double, min: Double, count: Int) {
+    var times: [Double] = []
+    for _ in 0..<max(1, repeats) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+    }
+    return (times.sorted()[times.count / 2], times.min()!, times.count)
 }
 
 struct BenchForward: ParsableCommand {
@@ -63,19 +75,13 @@ struct BenchForward: ParsableCommand {
         let lt = BenchConfig.textTokens, li = config.grid * config.grid
         let x = randn(li * cfg.inChannels)
         for _ in 0..<warmup { _ = try model.forward(hidden: x.p, sigma: [0.5], cond: cond) }
-        var times: [Double] = []
-        for _ in 0..<max(1, repeats) {
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            _ = try model.forward(hidden: x.p, sigma: [0.5], cond: cond)
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
-        }
-        let median = times.sorted()[times.count / 2]
+        let (median, fastest, count) = try timed(repeats: repeats) { _ = try model.forward(hidden: x.p, sigma: [0.5], cond: cond) }
         let flops = cfg.forwardFLOPs(textTokens: lt, imageTokens: li)
         printJSON([
             "impl": "mce (Swift, \(blasName))", "bench": "forward", "config": config.rawValue,
-            "precision": T.precisionName, "median_s": median, "min_s": times.min()!,
+            "precision": T.precisionName, "median_s": median, "min_s": fastest,
             "gflop_per_forward": flops / 1e9, "gflops": flops / median / 1e9,
-            "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": times.count,
+            "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": count,
             "blas_core": KernelSelection.coreName,
         ])
     }
@@ -125,19 +131,13 @@ struct BenchEraseStep: ParsableCommand {
                 optimizer.update(logits, grads)
             }
             try iteration()
-            var times: [Double] = []
-            for _ in 0..<max(1, repeats) {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                try iteration()
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
-            }
-            let median = times.sorted()[times.count / 2]
+            let (median, fastest, count) = try timed(repeats: repeats, iteration)
             // Counted as the PyTorch reference counts it: N forward steps + N replays + their backward = 3N forwards.
             let flops = 3 * Double(steps) * cfg.forwardFLOPs(textTokens: lt, imageTokens: li)
             printJSON([
                 "impl": "mce (Swift, \(blasName))", "bench": "erase-step", "config": config.rawValue, "steps": steps,
-                "median_s": median, "min_s": times.min()!, "gflops": flops / median / 1e9,
-                "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": times.count,
+                "median_s": median, "min_s": fastest, "gflops": flops / median / 1e9,
+                "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": count,
                 "blas_core": KernelSelection.coreName, "masked_units": logits.reduce(0) { $0 + $1.count },
             ])
         }
@@ -170,15 +170,9 @@ struct BenchTrainStep: ParsableCommand {
         try reportingErrors {
             let cfg = config.config, B = batch
             let lt = try textTokens ?? PromptEncoder().paddedLength, li = config.grid * config.grid
-            let model = FluxTransformer(weights: FluxWeights<Float>.random(config: cfg, seed: 0))
-            var rng = SplitMix64(seed: 1)
-            let randn: (Int) -> Buffer<Float> = { n in Buffer((0..<n).map { _ in Float(rng.normal()) }) }
-            let cond = try FluxConditioning<Float>(
-                config: cfg, batch: B, encoderHiddenStates: randn(B * lt * cfg.jointAttentionDim),
-                pooledProjections: randn(B * cfg.pooledProjectionDim), guidance: nil,
-                txtIds: Packing.textIds(count: lt), imgIds: Packing.imageIds(gridHeight: config.grid, gridWidth: config.grid))
+            let (model, cond, randn) = try config.setup(Float.self, batch: B, textTokens: lt)
             let x = randn(B * li * cfg.inChannels), target = randn(B * li * cfg.inChannels)
-            let sigmas = (0..<B).map { _ in 1 / (1 + Foundation.exp(-rng.normal())) }
+            let sigmas = randn(B).array.map { 1 / (1 + Foundation.exp(-Double($0))) }   // logit-normal, as train-base
             let weightGrads = FluxWeights<Float>.zeros(config: cfg)
             let optimizer = AdamW<Float>(lr: 1e-4, weightDecay: 0)
             let mse = Objectives.meanSquaredError(target: target)
@@ -193,23 +187,17 @@ struct BenchTrainStep: ParsableCommand {
                 optimizer.update(model.weights.allBuffers, weightGrads.allBuffers)
             }
             try step()
-            var times: [Double] = []
-            for _ in 0..<repeats {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                try step()
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
-            }
+            let (median, fastest, count) = try timed(repeats: repeats, step)
             guard losses.allSatisfy(\.isFinite), losses.last! < losses.first! else {
                 throw CLIError("train-step: the loss did not fall over the timed steps (\(losses))")
             }
-            let median = times.sorted()[times.count / 2]
             // Counted as the PyTorch reference counts it: a training step is 3 forwards' worth of FLOPs per sample.
             let flops = 3 * cfg.forwardFLOPs(textTokens: lt, imageTokens: li, batch: B)
             printJSON([
                 "impl": "mce (Swift, \(blasName))", "bench": "train-step", "config": config.rawValue, "batch": B,
-                "text_tokens": lt, "image_tokens": li, "median_s": median, "min_s": times.min()!,
+                "text_tokens": lt, "image_tokens": li, "median_s": median, "min_s": fastest,
                 "samples_per_s": Double(B) / median, "gflops": flops / median / 1e9,
-                "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": times.count,
+                "peak_rss_mib": peakRSSMiB(), "threads": Parallel.workerCount, "repeats": count,
                 "blas_core": KernelSelection.coreName, "loss_first": losses.first!, "loss_last": losses.last!,
             ])
         }
