@@ -31,7 +31,7 @@ struct Erase: ParsableCommand {
     @Option(help: "Weight β of the preservation term.") var beta: Double = 1
     @Option(help: "Sampling steps N the loss backpropagates through.") var steps: Int = 20
     @Option(help: "Classifier-free guidance scale of the sampler (1 = off); the base model is sampled at 3.") var guidance: Double = BaseModelSpec.defaultGuidance
-    @Option(help: "Mask sites: kinds (ff, ff_context, norm1_context, norm1, attn, proj_mlp, norm, single_attn, attn.add_q_proj, attn.add_k_proj, attn.add_v_proj) or names, comma-separated.")
+    @Option(help: ArgumentHelp("Mask sites: kinds (\(MaskSite.Kind.allCases.map(\.rawValue).joined(separator: ", "))) or names, comma-separated."))
     var sites: String = ErasureOptions.defaultSiteKinds.joined(separator: ",")
     @Option(help: "Optimiser steps (default 60; 200 for esd).") var iterations: Int?
     @Option(help: "Passes over the prompts (alternative to --iterations).") var epochs: Int?
