@@ -151,9 +151,10 @@ struct Erase: ParsableCommand {
                 let file = MaskFile(logits: logits, masks: binary, metadata: meta)
                 let maskPath = (out as NSString).appendingPathComponent("masks.safetensors")
                 try file.write(to: maskPath)
+                // The baked checkpoint keeps the input's layout: a folder for a folder, one file for a file.
                 var isDir: ObjCBool = false
-                fm.fileExists(atPath: model, isDirectory: &isDir)
-                let baked = (out as NSString).appendingPathComponent(isDir.boolValue ? "model" : "model.safetensors")
+                let modelIsFolder = fm.fileExists(atPath: model, isDirectory: &isDir) && isDir.boolValue
+                let baked = (out as NSString).appendingPathComponent(modelIsFolder ? "model" : "model.safetensors")
                 try Baker.bake(model: model, masks: file, to: baked, extraMetadata: ["mce_masks": meta["concept"]!, "mce_base_model_sha256": meta["base_model_sha256"]!])
                 counts = file.maskedCounts.map { (site: $0.site, masked: $0.masked, total: $0.total) }
                 masked = counts.map(\.masked).reduce(0, +); total = counts.map(\.total).reduce(0, +)
