@@ -49,6 +49,7 @@ struct Attack: ParsableCommand {
         }
         if !(eta >= 0) { throw ValidationError("--eta must be ≥ 0") }
         if embeddingTokens < 1 || relearnImages < 1 { throw ValidationError("--embedding-tokens and --relearn-images must be ≥ 1") }
+        try checkGuidance(guidance)
     }
 
     func run() throws {

@@ -62,6 +62,11 @@ struct Erase: ParsableCommand {
         if iterations != nil && epochs != nil { throw ValidationError("give --iterations or --epochs, not both") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be > 0") }
         if !eta.isFinite { throw ValidationError("--eta must be finite") }
+        if !beta.isFinite { throw ValidationError("--beta must be finite, got \(beta)") }
+        try checkGuidance(guidance)
+        // At guidance 0 the sampler follows the empty prompt only: every prompt gives the same sample, so the
+        // loss is 0 and nothing can be erased.
+        if guidance == 0 { throw ValidationError("--guidance 0 samples the empty prompt only, so there is nothing to erase; use 1 (off) or more") }
     }
 
     func run() throws {

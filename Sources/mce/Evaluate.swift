@@ -41,6 +41,7 @@ struct Evaluate: ParsableCommand {
         if samples < 1 || perClass < 1 { throw ValidationError("--samples and --per-class must be ≥ 1") }
         if realScenes < 2 { throw ValidationError("--real-scenes must be ≥ 2") }
         if steps < 1 { throw ValidationError("--steps must be ≥ 1") }
+        try checkGuidance(guidance)
         if let a = attacks { _ = try attackNames(a) }
     }
 

@@ -21,6 +21,8 @@ struct EvaluateBase: ParsableCommand {
 
     func validate() throws {
         if samples < 20 { throw ValidationError("--samples must be ≥ 20 (one per class at least)") }
+        if steps < 1 { throw ValidationError("--steps must be ≥ 1") }
+        try checkGuidance(guidance)
     }
 
     func run() throws {

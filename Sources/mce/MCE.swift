@@ -71,9 +71,46 @@ func reportingErrors(_ body: () throws -> Void) throws {
     } catch let e as CleanExit {
         throw e
     } catch {
-        FileHandle.standardError.write(Data("Error: \(error)\n".utf8))
+        FileHandle.standardError.write(Data("Error: \(describe(error))\n".utf8))
         throw ExitCode(1)
     }
+}
+
+/// One line for an error: Foundation's file errors (creating an output folder, writing a PNG) name the
+/// path and the system's reason instead of printing their whole NSError dictionary.
+func describe(_ error: Error) -> String {
+    let ns = error as NSError
+    guard ns.domain == NSCocoaErrorDomain else { return "\(error)" }
+    let path = ns.userInfo[NSFilePathErrorKey] as? String ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+    var reason = ns.localizedDescription
+    if let u = ns.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain {
+        reason = String(cString: strerror(Int32(u.code)))
+    } else if let path, let why = whyNotWritable(path) {
+        reason = why   // Foundation often gives only "error 512"; say what is in the way
+    }
+    return path.map { "cannot create or write '\($0)': \(reason)" } ?? reason
+}
+
+/// What keeps `path` from being created: its nearest existing ancestor is a file, or is not writable.
+func whyNotWritable(_ path: String) -> String? {
+    let fm = FileManager.default
+    var p = (path as NSString).deletingLastPathComponent
+    while !p.isEmpty {
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: p, isDirectory: &isDir) {
+            if !isDir.boolValue { return "'\(p)' is a file, not a folder" }
+            return fm.isWritableFile(atPath: p) ? nil : "'\(p)' is not writable"
+        }
+        let parent = (p as NSString).deletingLastPathComponent
+        if parent == p { break }
+        p = parent
+    }
+    return nil
+}
+
+/// `--guidance` of the sampling commands: a finite scale ≥ 0 (1 = off, 0 = the empty prompt only).
+func checkGuidance(_ g: Double) throws {
+    if !(g.isFinite && g >= 0) { throw ValidationError("--guidance must be a finite number ≥ 0 (1 = off), got \(g)") }
 }
 
 func log(_ s: String) {

@@ -87,6 +87,7 @@ struct Generate: ParsableCommand {
     func validate() throws {
         if prompt.isEmpty { throw ValidationError("give at least one --prompt") }
         if count < 1 || steps < 1 { throw ValidationError("--count and --steps must be ≥ 1") }
+        try checkGuidance(guidance)
     }
 
     func run() throws {
@@ -95,7 +96,9 @@ struct Generate: ParsableCommand {
             let transformer = FluxTransformer(weights: try loader.load(as: Float.self))
             let gen = Generator(model: transformer, encoder: try PromptEncoder(), steps: steps, guidanceScale: guidance)
             for p in prompt {
-                _ = try gen.encoder.encode(p)   // refuse unknown words / empty / too long before any work
+                // Refuse empty and over-long prompts and unknown words before any work. (The encoder itself
+                // maps "" to the null prompt, which guidance uses; asked for by name it is a mistake.)
+                do { _ = try gen.encoder.miniLM.tokenIds(p) } catch { throw CLIError("--prompt \"\(p)\": \(error)") }
             }
             let prompts = prompt.flatMap { Array(repeating: $0, count: count) }
             let seeds = prompt.indices.flatMap { _ in (0..<count).map { seed + UInt64($0) } }
