@@ -1,6 +1,17 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Release builds: no bounds checks in the kernels, and on x86-64 AVX2 + FMA for the element-wise loops the
+// compiler vectorises (GELU, norms, RoPE, AdamW — 4-wide SSE otherwise). Sources/CWorkers/cpu_check.c stops
+// with a clear message on an older CPU. Every Swift target gets the same flags (one ABI for SIMD types).
+#if arch(x86_64)
+let cpuFlags = ["-target-cpu", "haswell"]
+#else
+let cpuFlags: [String] = []
+#endif
+let fast: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"] + cpuFlags, .when(configuration: .release))]
+let cpu: [SwiftSetting] = [.unsafeFlags(cpuFlags, .when(configuration: .release))]   // parsers keep their bounds checks
+
 let package = Package(
     name: "mce",
     products: [
@@ -19,7 +30,7 @@ let package = Package(
             name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
         // A persistent spinning thread pool for the kernels' short parallel loops.
-        .target(name: "CWorkers", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "CWorkers", cSettings: [.unsafeFlags(["-O2"]), .define("MCE_REQUIRE_AVX2", .when(configuration: .release))]),
         .target(
             name: "BLAS",
             dependencies: [
@@ -27,17 +38,17 @@ let package = Package(
                 .target(name: "CBLAS", condition: .when(platforms: [.linux])),
                 .product(name: "RealModule", package: "swift-numerics"),
             ],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
-        .target(name: "SafeTensors"),
+            swiftSettings: fast),
+        .target(name: "SafeTensors", swiftSettings: cpu),
         .target(
             name: "Flux",
             dependencies: ["BLAS", "SafeTensors"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+            swiftSettings: fast),
         // all-MiniLM-L6-v2 (WordPiece tokenizer + 6-layer BERT) on the engine's kernels.
         .target(
             name: "TextEncoder",
             dependencies: ["BLAS", "SafeTensors"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+            swiftSettings: fast),
         .systemLibrary(
             name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng",
             providers: [.apt(["libpng-dev"])]),
@@ -45,17 +56,17 @@ let package = Package(
         .target(
             name: "World",
             dependencies: ["BLAS", "SafeTensors", "CPNG"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+            swiftSettings: fast),
         // The concept detector: a small CNN (object class, object colour, background colour) on scenes.
         .target(
             name: "Detector",
             dependencies: ["BLAS", "SafeTensors", "World"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+            swiftSettings: fast),
         // The committed base model: prompts to conditioning, training from scratch, generation.
         .target(
             name: "BaseModel",
             dependencies: ["Flux", "TextEncoder", "World", "Detector"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+            swiftSettings: fast),
         // Concept erasure: learned hard-concrete masks, mask files, and baking masks into checkpoints.
         .target(
             name: "Erasure",
@@ -63,23 +74,24 @@ let package = Package(
                 "Flux", "SafeTensors", "BLAS", "BaseModel", "World", "Detector", "TextEncoder",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+            swiftSettings: fast),
         // The pinned evaluation protocol, its metrics and the HTML report.
         .target(
             name: "Evaluation",
             dependencies: ["Erasure", "BaseModel", "Detector", "World", "Flux", "TextEncoder"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+            swiftSettings: fast),
         // Attacks that try to bring an erased concept back (paraphrase, Ring-A-Bell).
         .target(
             name: "Attacks",
             dependencies: ["Evaluation", "Erasure", "BaseModel", "Detector", "World", "Flux", "TextEncoder", "BLAS"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]),
+            swiftSettings: fast),
         .executableTarget(
             name: "mce",
             dependencies: [
                 "Flux", "SafeTensors", "TextEncoder", "World", "BaseModel", "Detector", "Erasure", "Evaluation", "Attacks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ],
+            swiftSettings: cpu),
         // Fixture paths and tolerance checks shared by the test targets.
         .target(name: "TestSupport", dependencies: ["SafeTensors"], path: "Tests/TestSupport"),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),

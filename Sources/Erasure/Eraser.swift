@@ -238,7 +238,7 @@ public final class Eraser {
     /// The objective of optimiser step `iteration` and its gradient w.r.t. the logits (mask methods), without
     /// updating anything; `perturb` adds δ to one logit first (for finite-difference checks).
     public func probe(iteration it: Int, perturb: (MaskSite, Int, Float)? = nil) throws -> (loss: Double, grads: [MaskSite: [Float]]) {
-        var l = logits.mapValues { $0.copy() }
+        let l = logits.mapValues { $0.copy() }
         if let (s, j, d) = perturb { l[s]![j] += d }
         let r = try lossAndGradient(at: it, logits: l)
         var g: [MaskSite: [Float]] = [:]
@@ -250,7 +250,7 @@ public final class Eraser {
     /// logits, or a trained tensor) moved by `delta`, and the gradient of every parameter; nothing is updated.
     public func probe(iteration it: Int, parameter index: Int, element: Int, delta: Float) throws -> (loss: Double, grads: [[Float]]) {
         if options.method.learnsMasks {
-            var l = logits.mapValues { $0.copy() }
+            let l = logits.mapValues { $0.copy() }
             l[sites[index]]![element] += delta
             let r = try lossAndGradient(at: it, logits: l)
             return (r.loss, r.grads.map(\.array))
