@@ -70,7 +70,7 @@ struct Attack: ParsableCommand {
             s.relearning.checkpoints = try budgets(relearnBudgets, option: "--relearn-budgets")
             let encoder = try PromptEncoder()
             let det = try SceneDetector(path: detector)
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try prepareOutputFolder(out)
             let names = attack == "all" ? AttackName.allCases : [AttackName(rawValue: attack)!]
             var reports: [AttackReport] = []
             var found: [RingABell.Found]? = nil

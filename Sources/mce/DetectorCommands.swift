@@ -80,7 +80,7 @@ struct TrainDetector: ParsableCommand {
                 log("stopped at step \(trainer.step) of \(steps); continue with --resume")
                 return
             }
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try prepareOutputFolder(out)
             let path = (out as NSString).appendingPathComponent("detector.safetensors")
             let optsJSON = String(decoding: try JSONEncoder().encode(o), as: UTF8.self)
             let trainTime = trainer.trainingSeconds

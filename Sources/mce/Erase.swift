@@ -72,10 +72,7 @@ struct Erase: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let fm = FileManager.default
-            do { try fm.createDirectory(atPath: out, withIntermediateDirectories: true) } catch {
-                throw CLIError("--out: cannot create \(out): \(error.localizedDescription)")
-            }
-            guard fm.isWritableFile(atPath: out) else { throw CLIError("--out: \(out) is not writable") }
+            try prepareOutputFolder(out)
             let loader = try FluxWeightLoader(path: model)
             let transformer = FluxTransformer(weights: try loader.load(as: Float.self))
             let cfg = transformer.config

@@ -30,13 +30,13 @@ struct EvaluateBase: ParsableCommand {
             let transformer = FluxTransformer(weights: try FluxWeightLoader(path: model).load(as: Float.self))
             let gen = Generator(model: transformer, encoder: try PromptEncoder(), steps: steps, guidanceScale: guidance)
             let det = try SceneDetector(path: detector)
+            try prepareOutputFolder(out)
             let bar = Progress(total: 2 * samples * steps, label: "evaluate-base")
             var offset = 0, last = ""
             let report = try BaseEvaluation.run(generator: gen, detector: det, samples: samples, seed: seed) { set, done, _ in
                 if set != last { offset = set == "held-out" ? samples * steps : 0; last = set }
                 bar.update(offset + done)
             }
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             let data = try enc.encode(report)

@@ -82,13 +82,23 @@ func describe(_ error: Error) -> String {
     let ns = error as NSError
     guard ns.domain == NSCocoaErrorDomain else { return "\(error)" }
     let path = ns.userInfo[NSFilePathErrorKey] as? String ?? (ns.userInfo[NSURLErrorKey] as? URL)?.path
+    let writing = (512..<768).contains(ns.code)   // CocoaError's file-write codes; 256..<512 are reads
     var reason = ns.localizedDescription
     if let u = ns.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain {
         reason = String(cString: strerror(Int32(u.code)))
-    } else if let path, let why = whyNotWritable(path) {
+    } else if writing, let path, let why = whyNotWritable(path) {
         reason = why   // Foundation often gives only "error 512"; say what is in the way
     }
-    return path.map { "cannot create or write '\($0)': \(reason)" } ?? reason
+    return path.map { "cannot \(writing ? "create or write" : "read") '\($0)': \(reason)" } ?? reason
+}
+
+/// Creates the output folder of `option` before any work, so a bad path fails at once and by name.
+func prepareOutputFolder(_ path: String, option: String = "--out") throws {
+    let fm = FileManager.default
+    do { try fm.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+        throw CLIError("\(option): \(describe(error))")
+    }
+    guard fm.isWritableFile(atPath: path) else { throw CLIError("\(option): '\(path)' is not writable") }
 }
 
 /// What keeps `path` from being created: its nearest existing ancestor is a file, or is not writable.

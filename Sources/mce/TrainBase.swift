@@ -36,7 +36,7 @@ struct TrainBase: ParsableCommand {
             var o = TrainingOptions()
             o.steps = steps; o.batch = batch; o.lr = lr; o.warmup = warmup; o.width = width
             o.doubleBlocks = doubleBlocks; o.singleBlocks = singleBlocks; o.seed = seed
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try prepareOutputFolder(out)
             let encoder = try PromptEncoder()
             let scenes = try SceneSampler.load(split: .train, seed: seed)
             let trainer = try Trainer(options: o, encoder: encoder, scenes: scenes)
@@ -100,11 +100,11 @@ struct Generate: ParsableCommand {
                 // maps "" to the null prompt, which guidance uses; asked for by name it is a mistake.)
                 do { _ = try gen.encoder.miniLM.tokenIds(p) } catch { throw CLIError("--prompt \"\(p)\": \(error)") }
             }
+            try prepareOutputFolder(out)
             let prompts = prompt.flatMap { Array(repeating: $0, count: count) }
             let seeds = prompt.indices.flatMap { _ in (0..<count).map { seed + UInt64($0) } }
             let progress = Progress(total: prompts.count * steps, label: "generate")
             let images = try gen.images(prompts: prompts, seeds: seeds) { done, _ in progress.update(done) }
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
             for (i, img) in images.enumerated() {
                 try PNG.write(img.upscaled(by: 4), to: (out as NSString).appendingPathComponent(String(format: "%03d.png", i)))
             }
