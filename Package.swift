@@ -3,7 +3,7 @@ import PackageDescription
 
 // Release builds: no bounds checks in the kernels, and on x86-64 AVX2 + FMA for the element-wise loops the
 // compiler vectorises (GELU, norms, RoPE, AdamW — 4-wide SSE otherwise). Sources/CWorkers/cpu_check.c stops
-// with a clear message on an older CPU. Every Swift target gets the same flags (one ABI for SIMD types).
+// with a clear message on an older CPU. All of the package's Swift targets get the CPU flag (one ABI for SIMD types).
 #if arch(x86_64)
 let cpuFlags = ["-target-cpu", "haswell"]
 #else
