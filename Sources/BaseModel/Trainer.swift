@@ -145,7 +145,7 @@ public final class Trainer {
 
     public func saveCheckpoint(to path: String) throws {
         var w = SafeTensorsWriter(metadata: [
-            "step": "\(step)", "options": String(decoding: try JSONEncoder().encode(options), as: UTF8.self),
+            "step": "\(step)", "options": try metadataJSON(options),
             "adam_step": "\(optimizer.state.step)", "schedule": schedule ?? "\(options.steps)@0",
         ])
         for (i, b) in model.weights.allBuffers.enumerated() { w.add("param.\(i)", shape: [b.count], floats: b.array) }

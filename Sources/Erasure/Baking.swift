@@ -92,7 +92,7 @@ public enum Baker {
         if let list = masks.metadata[MaskFile.Key.mergedFrom] {
             added["mce_concepts"] = list
         } else if let c = masks.metadata[MaskFile.Key.concept] {
-            added["mce_concepts"] = String(decoding: try JSONEncoder().encode([c]), as: UTF8.self)
+            added["mce_concepts"] = try metadataJSON([c])
         }
         func metadata(of file: SafeTensorsFile) -> [String: String] {
             var m = file.metadata.merging(added) { _, new in new }

@@ -460,9 +460,9 @@ public final class Eraser {
 
     public func saveState(to path: String) throws {
         var w = SafeTensorsWriter(metadata: [
-            "options": String(decoding: try JSONEncoder().encode(options), as: UTF8.self),
+            "options": try metadataJSON(options),
             "iteration": "\(iteration)", "adam_step": "\(optimizer.state.step)",
-            "history": String(decoding: try JSONEncoder().encode(history), as: UTF8.self),
+            "history": try metadataJSON(history),
         ])
         for (name, b) in namedParameters { w.add(name, shape: [b.count], floats: b.array) }
         for (i, m) in optimizer.state.moments.enumerated() { w.add("adam.\(i)", shape: [m.count], floats: m.array) }

@@ -150,7 +150,7 @@ public struct MaskFile {
         if hashes.count > 1 {
             throw ErasureError.badInput("cannot merge masks learned on different models (model_hash values: \(hashes.sorted().joined(separator: ", ")))")
         }
-        let list = String(decoding: try JSONEncoder().encode(concepts), as: UTF8.self)
+        let list = try metadataJSON(concepts)
         var metadata = [Key.mergedFrom: list]
         if let h = hashes.first { metadata[Key.modelHash] = h }
         return MaskFile(logits: [:], masks: masks, metadata: metadata)

@@ -268,3 +268,11 @@ public struct SafeTensorsWriter {
 private func systemWrite(_ fd: Int32, _ buffer: UnsafeRawPointer, _ count: Int) -> Int {
     write(fd, buffer, count)
 }
+
+/// A value as one JSON string for a `__metadata__` entry, keys sorted: Foundation's encoder otherwise orders
+/// keys differently from run to run, and the same seed must write the same bytes.
+public func metadataJSON<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}

@@ -2,6 +2,7 @@ import ArgumentParser
 import BLAS
 import Detector
 import Foundation
+import SafeTensors
 import World
 
 struct TrainDetector: ParsableCommand {
@@ -82,7 +83,7 @@ struct TrainDetector: ParsableCommand {
             }
             try prepareOutputFolder(out)
             let path = (out as NSString).appendingPathComponent("detector.safetensors")
-            let optsJSON = String(decoding: try JSONEncoder().encode(o), as: UTF8.self)
+            let optsJSON = try metadataJSON(o)
             let trainTime = trainer.trainingSeconds
             log("evaluating on \(evalCount) test scenes…")
             let detector = trainer.detector()

@@ -138,7 +138,7 @@ struct Erase: ParsableCommand {
                 "objective": o.method == .esd ? "ESD negative guidance, eta \(eta)" : "\(o.method == .perStep ? "per-step velocity" : "final-sample") MSE, target \(o.target)",
                 "beta": "\(beta)", "target": o.target.description, "steps": "\(steps)", "guidance": "\(guidance)", "iterations": "\(o.iterations)",
                 "sites": o.sites.joined(separator: ","), "seed": "\(seed)",
-                "options": String(decoding: try JSONEncoder().encode(o), as: UTF8.self),
+                "options": try metadataJSON(o),
                 "base_model": model, "base_model_sha256": try modelHash(model),
             ]
             var run: ErasedModel

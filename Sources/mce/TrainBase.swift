@@ -3,6 +3,7 @@ import BaseModel
 import BLAS
 import Flux
 import Foundation
+import SafeTensors
 import World
 
 struct TrainBase: ParsableCommand {
@@ -64,7 +65,7 @@ struct TrainBase: ParsableCommand {
             let modelDir = (out as NSString).appendingPathComponent("model")
             try trainer.ema.writeDiffusersFolder(modelDir, metadata: [
                 "note": "mce train-base EMA weights", "step": "\(trainer.step)", "schedule": trainer.schedule ?? "\(steps)@0",
-                "options": String(decoding: try JSONEncoder().encode(o), as: UTF8.self),
+                "options": try metadataJSON(o),
             ])
             log("time per phase (s): " + trainer.phaseSeconds.sorted { $0.key < $1.key }.map { "\($0.key) \(String(format: "%.1f", $0.value))" }.joined(separator: ", "))
             log("EMA weights at step \(trainer.step) written to \(modelDir)")

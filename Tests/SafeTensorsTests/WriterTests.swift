@@ -124,4 +124,11 @@ final class WriterTests: TempDirTestCase {
         expectFailure(["BF16 or F16"], tensor: "x") { $0.add("x", shape: [1], halfPrecisionFrom: [1], dtype: .F32) }
         expectFailure(["too large"], tensor: "x") { $0.add("x", shape: [Int.max, 2], floats: []) }
     }
+
+    /// Metadata JSON is the same bytes every run: Foundation's encoder alone orders keys differently per process.
+    func testMetadataJSONSortsKeys() throws {
+        struct Options: Encodable { let zeta = 1.1, beta = 1, method = "mask", alpha = [3, 1], nested = ["b": 2, "a": 1] }
+        XCTAssertEqual(try metadataJSON(Options()),
+                       #"{"alpha":[3,1],"beta":1,"method":"mask","nested":{"a":1,"b":2},"zeta":1.1}"#)
+    }
 }
