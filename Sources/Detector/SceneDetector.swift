@@ -86,7 +86,7 @@ public final class SceneDetector: @unchecked Sendable {
     }
 
     static func baseMetadata(_ config: DetectorConfig) -> [String: String] {
-        let json = String(decoding: try! JSONEncoder.sorted.encode(config), as: UTF8.self)
+        let json = try! metadataJSON(config)
         return ["format": formatTag, "config": json]
     }
 
@@ -179,14 +179,5 @@ public final class SceneDetector: @unchecked Sendable {
         var best = c.startIndex
         for i in c.indices where c[i] > c[best] { best = i }
         return best
-    }
-}
-
-extension JSONEncoder {
-    /// Sorted keys, so equal values encode to equal bytes.
-    static var sorted: JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys]
-        return e
     }
 }

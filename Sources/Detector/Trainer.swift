@@ -160,7 +160,7 @@ public final class DetectorTrainer {
 
     /// Weights, AdamW moments, step, training time and options, written atomically.
     public func saveCheckpoint(to path: String) throws {
-        let opts = String(decoding: try JSONEncoder.sorted.encode(options), as: UTF8.self)
+        let opts = try metadataJSON(options)
         var w = SafeTensorsWriter(metadata: SceneDetector.baseMetadata(options.config).merging([
             "kind": "checkpoint", "step": "\(step)", "options": opts, "sceneSeed": "\(sampler.seed)",
             "trainingSeconds": "\(trainingSeconds)",
