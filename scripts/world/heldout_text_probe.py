@@ -5,7 +5,7 @@ A linear probe (multinomial logistic regression, torch) is trained on the normal
 (sentence-transformers' all-MiniLM-L6-v2 output) of captions in the *training* wording, then read on captions
 with held-out synonyms, held-out templates, or both. An image model conditioned on the same text learns the
 classes from training wording only, so these accuracies indicate how much of evaluate-base's held-out bar the
-text conditioning can carry. `mce evaluate-base` reports the simpler nearest-centroid version (`textProbe`).
+text conditioning can carry; the per-word lines show which held-out synonyms it carries at all. `mce evaluate-base` reports the simpler nearest-centroid version (`textProbe`).
 
 The vocabulary and templates are read from the Swift sources (Sources/World/Vocabulary.swift and
 Captions.swift), so there is one list of words. Needs the venv of scripts/setup_python.sh.
@@ -100,6 +100,16 @@ def main():
         print(f"  {label:<20} {float((pred == ye).float().mean()):.3f}   "
               + " ".join(f"{n}:{p:.2f}" for n, p in zip(names, per)) if hs else
               f"  {label:<20} {float((pred == ye).float().mean()):.3f}")
+
+    # Which held-out words the encoder carries: the same probe per word, on training templates.
+    r = random.Random(11)
+    print("  per held-out synonym (40 captions each, training templates)")
+    for k, n in enumerate(names):
+        row = []
+        for noun in classes[n][1]:
+            texts = [render(r.choice(train_t), noun, *r.sample(colours, 2)) for _ in range(40)]
+            row.append(f"{noun} {float((lin(embed(texts)).argmax(1) == k).float().mean()):.2f}")
+        print(f"    {n:<11} " + ", ".join(row))
 
 
 if __name__ == "__main__":
