@@ -90,10 +90,8 @@ struct Attack: ParsableCommand {
                     print(String(format: "  %@budget %d: %.3f", p.variant.map { "\($0), " } ?? "", p.budget, p.asr))
                 }
             }
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             let path = (out as NSString).appendingPathComponent("attack.json")
-            try enc.encode(reports).write(to: URL(fileURLWithPath: path), options: .atomic)
+            try writeReport(reports, to: path)
             print("report: \(path)")
         }
     }

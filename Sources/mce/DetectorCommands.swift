@@ -96,9 +96,7 @@ struct TrainDetector: ParsableCommand {
                 "bgColorAccuracy": String(format: "%.4f", report.bgColorAccuracy),
             ])
             let full = TrainingRecord(options: o, steps: trainer.step, trainingSeconds: trainTime, workers: Parallel.workerCount, test: report)
-            let e = JSONEncoder()
-            e.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try e.encode(full).write(to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("report.json")), options: .atomic)
+            try writeReport(full, to: (out as NSString).appendingPathComponent("report.json"))
             print(report.table)
             print(String(format: "training time %.0f s; %@ and report.json written", trainTime, path))
         }

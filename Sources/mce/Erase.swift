@@ -203,12 +203,10 @@ struct Erase: ParsableCommand {
             } else {
                 log("no evaluation (needs a world concept, the detector and --eval-prompts > 0)")
             }
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try enc.encode(Summary(options: o, history: eraser.history, cost: cost, maskedUnits: masked, totalUnits: total,
-                                   maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site.description, $0.masked) }),
-                                   evaluation: evaluation))
-                .write(to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("report.json")), options: .atomic)
+            try writeReport(Summary(options: o, history: eraser.history, cost: cost, maskedUnits: masked, totalUnits: total,
+                                    maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site.description, $0.masked) }),
+                                    evaluation: evaluation),
+                            to: (out as NSString).appendingPathComponent("report.json"))
             print(String(format: "erasing took %.0f s, peak memory %.0f MiB", cost.eraseSeconds, cost.peakRSSMiB))
             print("summary: \((out as NSString).appendingPathComponent("report.json"))")
         }

@@ -37,10 +37,7 @@ struct EvaluateBase: ParsableCommand {
                 if set != last { offset = set == "held-out" ? samples * steps : 0; last = set }
                 bar.update(offset + done)
             }
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let data = try enc.encode(report)
-            try data.write(to: URL(fileURLWithPath: (out as NSString).appendingPathComponent("report.json")), options: .atomic)
+            let data = try writeReport(report, to: (out as NSString).appendingPathComponent("report.json"))
             // A grid of the first 40 held-in prompts, for looking at.
             let prompts = (0..<40).map { BaseEvaluation.caption($0, seed: seed, wording: .train).text }
             let imgs = try gen.images(prompts: prompts, seeds: (0..<40).map { seed &+ UInt64($0) })

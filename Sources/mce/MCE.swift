@@ -101,6 +101,17 @@ func prepareOutputFolder(_ path: String, option: String = "--out") throws {
     guard fm.isWritableFile(atPath: path) else { throw CLIError("\(option): '\(path)' is not writable") }
 }
 
+/// A command's JSON report: pretty-printed, keys sorted (the same run writes the same bytes), written
+/// atomically; returns the bytes written.
+@discardableResult
+func writeReport<T: Encodable>(_ value: T, to path: String) throws -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    let data = try encoder.encode(value)
+    try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+    return data
+}
+
 /// What keeps `path` from being created: its nearest existing ancestor is a file, or is not writable.
 func whyNotWritable(_ path: String) -> String? {
     let fm = FileManager.default
