@@ -10,7 +10,11 @@ text conditioning can carry; the per-word lines show which held-out synonyms it 
 The vocabulary and templates are read from the Swift sources (Sources/World/Vocabulary.swift and
 Captions.swift), so there is one list of words. Needs the venv of scripts/setup_python.sh.
 
-    .venv/bin/python scripts/world/heldout_text_probe.py [MINILM_DIR]   (default ~/.cache/mce/minilm)
+    .venv/bin/python scripts/world/heldout_text_probe.py [--extra-synonyms FILE] [MINILM_DIR]
+                                                               (default ~/.cache/mce/minilm)
+
+--extra-synonyms FILE adds words to the training wording (`class: word, word, …` per line, e.g.
+scripts/world/extra_synonyms.txt): does a larger training vocabulary let the probe reach the held-out words?
 """
 import os
 import random
@@ -54,10 +58,37 @@ def render(template, noun, colour, bg):
     return re.sub(r"\{a(?:_obj)?\} (\S+)", lambda m: f"{article(m.group(1))} {m.group(1)}", s)
 
 
+def add_extra_synonyms(classes, path):
+    """Appends the file's words to each class's training synonyms; refuses held-out words and unknown classes."""
+    if not Path(path).is_file():
+        sys.exit(f"--extra-synonyms: no such file {path}")
+    for line in Path(path).read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        if ":" not in line:
+            sys.exit(f"{path}: expected `class: word, word, …`, got {line!r}")
+        name, words = line.split(":", 1)
+        name, words = name.strip(), [w.strip() for w in words.split(",") if w.strip()]
+        if name not in classes:
+            sys.exit(f"{path}: unknown class {name!r}")
+        train, held = classes[name]
+        if set(words) & set(held):
+            sys.exit(f"{path}: {sorted(set(words) & set(held))} are held-out words of {name}")
+        classes[name] = (train + words, held)
+
+
 def main():
-    directory = sys.argv[1] if len(sys.argv) > 1 else os.path.expanduser("~/.cache/mce/minilm")
+    args = sys.argv[1:]
+    extra = None
+    if args[:1] == ["--extra-synonyms"]:
+        if len(args) < 2:
+            sys.exit("--extra-synonyms needs a file")
+        extra, args = args[1], args[2:]
+    directory = args[0] if args else os.path.expanduser("~/.cache/mce/minilm")
     tok, model = AutoTokenizer.from_pretrained(directory), AutoModel.from_pretrained(directory).eval()
     classes, colours = read_vocabulary()
+    if extra:
+        add_extra_synonyms(classes, extra)
     train_t, held_t = read_templates()
     names = list(classes)
 
@@ -91,7 +122,8 @@ def main():
         loss = torch.nn.functional.cross_entropy(lin(x), y) + 1e-4 * lin.weight.pow(2).sum()
         loss.backward()
         opt.step()
-    print("linear probe on MiniLM sentence embeddings, trained on 2,000 training-wording captions")
+    print("linear probe on MiniLM sentence embeddings, trained on 2,000 training-wording captions"
+          + (f" (training synonyms + {extra})" if extra else ""))
     for label, hs, ht in [("held-in wording", False, False), ("held-out synonyms", True, False),
                           ("held-out templates", False, True), ("held-out both", True, True)]:
         xe, ye = captions(hs, ht, 400, 7)
