@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""Markdown table of several `mce erase` runs (their report.json), one row per run, with the issue's targets.
+
+    python3 scripts/erasure/survey_table.py out/survey/ankle-boot out/survey/bag …
+"""
+import json
+import sys
+from pathlib import Path
+
+
+def row(directory):
+    path = Path(directory) / "report.json"
+    if not path.is_file():
+        sys.exit(f"{path}: no report (did `mce erase --out {directory}` finish?)")
+    r = json.loads(path.read_text())
+    e = r.get("evaluation")
+    if not e or not e.get("runs"):
+        sys.exit(f"{path}: no evaluation (run `mce erase` with --eval-prompts > 0)")
+    orig, run = e["original"], e["runs"][0]
+    th = e["protocol"]["thresholds"]
+
+    def acc(sets, name):
+        return next(s["detectionRate"] for s in sets if s["name"] == name)
+
+    a0, a1 = acc(orig["conceptSets"], "training templates"), acc(run["metrics"]["conceptSets"], "training templates")
+    s0, s1 = acc(orig["conceptSets"], "held-out synonyms"), acc(run["metrics"]["conceptSets"], "held-out synonyms")
+    n0, n1 = orig["neutral"]["objectAccuracy"], run["metrics"]["neutral"]["objectAccuracy"]
+    ssim, bg = run["comparison"]["neutralSSIM"], run["metrics"]["conceptBgColorAccuracy"]
+    met = [a0 >= th["conceptPresent"] and a1 <= th["conceptGone"], n0 - n1 <= th["neutralDrop"],
+           ssim >= th["ssim"], bg >= th["background"]]
+    return (f"| {', '.join(e['concepts'])} | {a0:.3f} → {a1:.3f} | {s0:.3f} → {s1:.3f} | {n0:.3f} → {n1:.3f} "
+            f"| {ssim:.3f} | {bg:.3f} | {r['maskedUnits']:,} of {r['totalUnits']:,} | {r['cost']['eraseSeconds']:.0f} "
+            f"| {sum(met)} of 4 |")
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    print("| concept | ACC training templates | ACC held-out synonyms | neutral object accuracy | neutral SSIM "
+          "| background kept | units masked | erase s | targets met |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for d in sys.argv[1:]:
+        print(row(d))
+
+
+if __name__ == "__main__":
+    main()
