@@ -19,12 +19,18 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     public var lr = 0.5
     public var warmup = 5
     public var weightDecay = 0.01            // PyTorch's AdamW default, which the authors keep
+    /// AdamW's ε; nil is PyTorch's 1e-8, which the authors keep. Mask-logit gradients are ~1e-6–1e-4, so at
+    /// 1e-8 Adam moves a logit at full speed however small its gradient; a larger ε moves only the units
+    /// with large gradients (smaller masks). Optional so that files written before it existed still decode.
+    public var adamEps: Double? = nil
     public var iterations = 60               // optimiser steps
     public var batch = 4                     // items per optimiser step (the authors accumulate 4)
     public var freshNoise = false            // false: one fixed x_T per prompt (the authors); true: new x_T per epoch
     public var seed: UInt64 = 0
     public var esdEta = 1.0                  // ESD's negative-guidance strength η
     public init() {}
+
+    public var effectiveAdamEps: Double { adamEps ?? 1e-8 }
 
     public func maskSites(config: FluxConfig) throws -> [MaskSite] {
         guard !sites.isEmpty else { throw ErasureError.badArgument("--sites: no mask sites selected") }
@@ -101,6 +107,9 @@ public final class Eraser {
         guard options.iterations >= 1, options.batch >= 1 else { throw ErasureError.badArgument("--iterations and --batch must be ≥ 1") }
         guard options.lr > 0, options.guidance.isFinite else { throw ErasureError.badArgument("--lr must be > 0 and --guidance finite") }
         guard options.esdEta.isFinite else { throw ErasureError.badArgument("--eta must be finite") }
+        guard options.effectiveAdamEps > 0, options.effectiveAdamEps.isFinite else {
+            throw ErasureError.badArgument("--adam-eps must be > 0 and finite, got \(options.effectiveAdamEps)")
+        }
         guard items.contains(where: \.isConcept) else { throw ErasureError.badInput("no concept prompts: nothing to erase") }
         self.options = options; self.model = model; self.encoder = encoder; self.items = items
         sites = options.method == .esd ? [] : try options.maskSites(config: model.config)
@@ -116,7 +125,8 @@ public final class Eraser {
             weightGrads = g
             trainableGrads = try TrainableLayers.select(g, method: options.method, sites: sites).map(\.buffer)
         }
-        optimizer = AdamW(lr: options.lr, weightDecay: options.method.learnsMasks ? options.weightDecay : 0)
+        optimizer = AdamW(lr: options.lr, eps: options.effectiveAdamEps,
+                          weightDecay: options.method.learnsMasks ? options.weightDecay : 0)
     }
 
     var perSample: Int { model.config.inChannels * BaseModelSpec.tokens }

@@ -37,6 +37,8 @@ struct Erase: ParsableCommand {
     @Option(help: "Passes over the prompts (alternative to --iterations).") var epochs: Int?
     @Option(help: "Prompts per optimiser step.") var batch: Int = 4
     @Option(help: "AdamW learning rate (default 0.5 on mask logits, 1e-4 for finetune and esd).") var lr: Double?
+    @Option(help: "AdamW's ε (default 1e-8, PyTorch's and the authors'). Larger values (1e-6–1e-5) move only the mask logits with large gradients: smaller masks.")
+    var adamEps: Double?
     @Option(help: "Mask relaxation: hard-concrete or sigmoid.") var relaxation: String = "hard-concrete"
     @Option(help: "Binarisation: threshold[:T] (keep λ > T), top-site:F or top-global:F.") var binarise: String = "threshold:0"
     @Option(help: "Concept prompts generated per concept.") var conceptPrompts: Int = 20
@@ -61,6 +63,7 @@ struct Erase: ParsableCommand {
         if let e = epochs, e < 1 { throw ValidationError("--epochs must be ≥ 1") }
         if iterations != nil && epochs != nil { throw ValidationError("give --iterations or --epochs, not both") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be > 0") }
+        if let adamEps, !(adamEps > 0 && adamEps.isFinite) { throw ValidationError("--adam-eps must be > 0 and finite, got \(adamEps)") }
         if !eta.isFinite { throw ValidationError("--eta must be finite") }
         if !beta.isFinite { throw ValidationError("--beta must be finite, got \(beta)") }
         try checkGuidance(guidance)
@@ -86,6 +89,7 @@ struct Erase: ParsableCommand {
             o.sites = try ErasureOptions.expandSites([sites], config: cfg)
             o.relaxation = try MaskRelaxation.named(relaxation)
             o.lr = lr ?? o.method.defaultLearningRate; o.batch = batch; o.freshNoise = freshNoise; o.seed = seed
+            o.adamEps = adamEps
             let binarisation = try Binarisation.parse(binarise)
 
             var items: [ErasureItem]

@@ -19,6 +19,7 @@ extension CLITests {
         try fails(["--concept", "cat", "--sites", "transformer_blocks.7.ff"], "does not exist")
         try fails(["--concept", "cat", "--beta=-1"], "--beta must be ≥ 0", exit: 64)
         try fails(["--concept", "cat", "--steps", "0"], "must be ≥ 1", exit: 64)
+        try fails(["--concept", "cat", "--adam-eps", "0"], "--adam-eps must be > 0", exit: 64)
         try fails(["--concept", "cat", "--method", "prune"], "--method must be one of mask, per-step, finetune, esd")
         try fails(["--concept", "ꙮ"], "unknown")   // a character MiniLM's vocabulary lacks, in every generated prompt
         let prompts = dir.appendingPathComponent("p.txt").path

@@ -184,13 +184,14 @@ final class EraserTests: XCTestCase {
 
     // MARK: the loop
 
-    func eraser(_ model: FluxTransformer<Float>, relaxation: MaskRelaxation = .authors, guidance: Double = 1) throws -> Eraser {
+    func eraser(_ model: FluxTransformer<Float>, relaxation: MaskRelaxation = .authors, guidance: Double = 1,
+                adamEps: Double? = nil) throws -> Eraser {
         let encoder = try XCTUnwrap(Self.encoder, "MiniLM not found: run scripts/fetch_minilm.sh")
         var o = ErasureOptions()
         o.concepts = [try ConceptSpec.resolve("cat")]
         o.sites = try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: model.config)
         o.samplingSteps = 3; o.iterations = 6; o.batch = 2; o.beta = 0.5; o.guidance = guidance; o.relaxation = relaxation
-        o.lr = 0.5; o.seed = 4
+        o.lr = 0.5; o.seed = 4; o.adamEps = adamEps
         let items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: 3, neutralCount: 3, target: o.target, seed: 4)
         return try Eraser(model: model, encoder: encoder, items: items, options: o)
     }
@@ -218,6 +219,39 @@ final class EraserTests: XCTestCase {
         // A state written with other options is refused.
         let other = try eraser(model, relaxation: .sigmoid)
         XCTAssertThrowsError(try other.loadState(from: path)) { XCTAssertTrue("\($0)".contains("different options"), "\($0)") }
+    }
+
+    /// AdamW's ε decides how far a small gradient moves a logit: at the default 1e-8 a unit moves at the full
+    /// rate whatever its gradient's size; at ε far above the gradients (~1e-6–1e-4 here) only weight decay moves
+    /// it. The option is part of the run's identity (a state written with another ε is refused), and options
+    /// written before it existed still decode.
+    func testAdamEpsilonSetsHowFarSmallGradientsMove() throws {
+        let model = tinyModel()
+        let start = Array(repeating: Float(3), count: 256)
+        func maxMove(_ e: Eraser) -> Float {
+            e.logitArrays.values.flatMap { zip($0, start).map { abs($0 - $1) } }.max()!
+        }
+        let plain = try eraser(model, relaxation: .sigmoid), damped = try eraser(model, relaxation: .sigmoid, adamEps: 1)
+        for _ in 0..<2 { try plain.step(); try damped.step() }
+        // Warm-up rates 0.1 and 0.2: full-speed Adam moves some logit by about 0.3; decay alone by 0.009.
+        XCTAssertGreaterThan(maxMove(plain), 0.2)
+        XCTAssertLessThan(maxMove(damped), 0.02)
+        XCTAssertGreaterThan(maxMove(damped), 0.005, "weight decay still applies")
+
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mce-eps-\(UUID().uuidString).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try plain.saveState(to: path)
+        let other = try eraser(model, relaxation: .sigmoid, adamEps: 1e-5)
+        XCTAssertThrowsError(try other.loadState(from: path)) { XCTAssertTrue("\($0)".contains("different options"), "\($0)") }
+
+        var o = ErasureOptions()
+        let json = String(decoding: try JSONEncoder().encode(o), as: UTF8.self)
+        XCTAssertFalse(json.contains("adamEps"), "the default is not written, so older files and new ones agree")
+        XCTAssertEqual(try JSONDecoder().decode(ErasureOptions.self, from: Data(json.utf8)).effectiveAdamEps, 1e-8)
+        o.adamEps = 0
+        XCTAssertThrowsError(try Eraser(model: model, encoder: XCTUnwrap(Self.encoder), items: [], options: o)) {
+            XCTAssertTrue("\($0)".contains("--adam-eps"), "\($0)")
+        }
     }
 
     /// The logit gradient the loop feeds AdamW equals finite differences of the whole objective (erase + β·preserve
