@@ -21,4 +21,4 @@ for c in "${concepts[@]}"; do
     }
     runs+=("$dir")
 done
-python3 scripts/erasure/survey_table.py "${runs[@]}" | tee "$out/summary.md"
+python3 scripts/evaluation/survey_table.py "${runs[@]}" | tee "$out/summary.md"

@@ -16,10 +16,13 @@ def fmt(v, digits=3):
     return "–" if v is None else f"{v:.{digits}f}"
 
 
-def rows(report):
-    def acc(metrics, name):
-        return next(s["detectionRate"] for s in metrics["conceptSets"] if s["name"] == name)
+def detection_rate(metrics, name):
+    """Concept ACC of one prompt set ("training templates", "held-out synonyms", …) in a report's metrics."""
+    return next(s["detectionRate"] for s in metrics["conceptSets"] if s["name"] == name)
 
+
+def rows(report):
+    acc = detection_rate
     attacks = report.get("attacks") or []
     def asr(run, attack, original=False):
         for a in attacks:

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Markdown table of several `mce erase` runs (their report.json), one row per run, with the issue's targets.
 
-    python3 scripts/erasure/survey_table.py out/survey/ankle-boot out/survey/bag …
+    python3 scripts/evaluation/survey_table.py out/survey/ankle-boot out/survey/bag …
 """
 import json
 import sys
 from pathlib import Path
+
+from comparison_table import detection_rate as acc
 
 
 def row(directory):
@@ -19,11 +21,8 @@ def row(directory):
     orig, run = e["original"], e["runs"][0]
     th = e["protocol"]["thresholds"]
 
-    def acc(sets, name):
-        return next(s["detectionRate"] for s in sets if s["name"] == name)
-
-    a0, a1 = acc(orig["conceptSets"], "training templates"), acc(run["metrics"]["conceptSets"], "training templates")
-    s0, s1 = acc(orig["conceptSets"], "held-out synonyms"), acc(run["metrics"]["conceptSets"], "held-out synonyms")
+    a0, a1 = acc(orig, "training templates"), acc(run["metrics"], "training templates")
+    s0, s1 = acc(orig, "held-out synonyms"), acc(run["metrics"], "held-out synonyms")
     n0, n1 = orig["neutral"]["objectAccuracy"], run["metrics"]["neutral"]["objectAccuracy"]
     ssim, bg = run["comparison"]["neutralSSIM"], run["metrics"]["conceptBgColorAccuracy"]
     met = [a0 >= th["conceptPresent"] and a1 <= th["conceptGone"], n0 - n1 <= th["neutralDrop"],
