@@ -32,6 +32,7 @@ def main():
         sys.exit(f"{src}: not an mce mask file (format {meta.get('format')!r}, {len(masks)} masks)")
     meta.pop("beta", None)
     meta["method"] = "random-control"
+    total = sum(int((m == 0).sum()) for m in masks.values())
     os.makedirs(out, exist_ok=True)
     for seed in range(1, copies + 1):
         rng = np.random.default_rng(seed)
@@ -45,7 +46,7 @@ def main():
         path = os.path.join(out, f"random-{seed}.safetensors")
         save_file(tensors, path + ".tmp", metadata={**meta, "seed": str(seed)})
         os.replace(path + ".tmp", path)
-        print(f"{path}: {sum(int((t == 0).sum()) for k, t in tensors.items() if k.endswith('.mask'))} units masked")
+        print(f"{path}: {total} units masked")
 
 
 if __name__ == "__main__":

@@ -19,14 +19,13 @@ def row(directory):
     if not e or not e.get("runs"):
         sys.exit(f"{path}: no evaluation (run `mce erase` with --eval-prompts > 0)")
     orig, run = e["original"], e["runs"][0]
-    th = e["protocol"]["thresholds"]
 
     a0, a1 = acc(orig, "training templates"), acc(run["metrics"], "training templates")
     s0, s1 = acc(orig, "held-out synonyms"), acc(run["metrics"], "held-out synonyms")
     n0, n1 = orig["neutral"]["objectAccuracy"], run["metrics"]["neutral"]["objectAccuracy"]
     ssim, bg = run["comparison"]["neutralSSIM"], run["metrics"]["conceptBgColorAccuracy"]
-    met = [a0 >= th["conceptPresent"] and a1 <= th["conceptGone"], n0 - n1 <= th["neutralDrop"],
-           ssim >= th["ssim"], bg >= th["background"]]
+    t = run["targets"]        # the verdicts `mce evaluate` recorded against its protocol's thresholds
+    met = [t["conceptWasThere"] and t["conceptGone"], t["neutralKept"], t["ssim"], t["background"]]
     return (f"| {', '.join(e['concepts'])} | {a0:.3f} → {a1:.3f} | {s0:.3f} → {s1:.3f} | {n0:.3f} → {n1:.3f} "
             f"| {ssim:.3f} | {bg:.3f} | {r['maskedUnits']:,} of {r['totalUnits']:,} | {r['cost']['eraseSeconds']:.0f} "
             f"| {sum(met)} of 4 |")
