@@ -55,9 +55,9 @@ public final class MiniLM: @unchecked Sendable {
     private let positionEmbeddings: Buffer<Float>  // [maxPositions, hidden]
     private let tokenType0: Buffer<Float>  // [hidden]
     private let embeddingNorm: (weight: Buffer<Float>, bias: Buffer<Float>)
-    private let layers: [Layer]
+    let layers: [Layer]
 
-    private struct Layer {
+    struct Layer {
         let qkvWeight: Buffer<Float>  // [3·hidden, hidden]: query, key, value rows stacked
         let qkvBias: Buffer<Float>  // [3·hidden]
         let outWeight: Buffer<Float>  // [hidden, hidden]
@@ -223,15 +223,25 @@ public final class MiniLM: @unchecked Sendable {
     /// better GEMM shapes than one short prompt at a time), attention within each sequence. Same results
     /// as encoding them one by one.
     public func encode(batch: [[Int]]) throws -> [TextEncoding] {
-        let limit = min(tokenizer.maxLength, maxPositions)
-        for ids in batch {
-            if ids.isEmpty { throw TextEncoderError.emptyTokenIds }
-            if ids.count > limit { throw TextEncoderError.promptTooLong(tokens: ids.count, limit: limit) }
-            for (i, id) in ids.enumerated() where id < 0 || id >= vocabularySize {
-                throw TextEncoderError.invalidTokenId(id: id, position: i, vocabularySize: vocabularySize)
-            }
-        }
+        for ids in batch { try validate(ids) }
         if batch.isEmpty { return [] }
+        return try run(batch: batch, masks: [:], tape: nil)
+    }
+
+    /// Throws unless `ids` is a non-empty sequence of vocabulary ids the encoder accepts.
+    func validate(_ ids: [Int]) throws {
+        let limit = min(tokenizer.maxLength, maxPositions)
+        if ids.isEmpty { throw TextEncoderError.emptyTokenIds }
+        if ids.count > limit { throw TextEncoderError.promptTooLong(tokens: ids.count, limit: limit) }
+        for (i, id) in ids.enumerated() where id < 0 || id >= vocabularySize {
+            throw TextEncoderError.invalidTokenId(id: id, position: i, vocabularySize: vocabularySize)
+        }
+    }
+
+    /// The forward pass of `encode(batch:)` (ids already checked), with optional multipliers on the
+    /// feed-forward units of some layers (`masks[l]`: intermediateSize values applied after the GELU) and an
+    /// optional tape that keeps what `FeedForwardMaskBackward` needs.
+    func run(batch: [[Int]], masks: [Int: [Float]], tape: MiniLMTape?) throws -> [TextEncoding] {
         let R = batch.reduce(0) { $0 + $1.count }, H = hiddenSize, F = intermediateSize
         var offsets: [Int] = []
         var o = 0
@@ -259,7 +269,9 @@ public final class MiniLM: @unchecked Sendable {
         let context = Buffer<Float>(uninitialized: R * H)
         let scores = Buffer<Float>(uninitialized: headCount * maxT * maxT)
         let up = Buffer<Float>(uninitialized: R * F)
-        for layer in layers {
+        tape?.offsets = offsets
+        tape?.lengths = batch.map(\.count)
+        for (l, layer) in layers.enumerated() {
             linear(qkv.p, x.p, layer.qkvWeight.p, layer.qkvBias.p, rows: R, inDim: H, outDim: 3 * H)
             for (k, ids) in batch.enumerated() {
                 selfAttention(context.p + offsets[k] * H, qkv: qkv.p + offsets[k] * 3 * H, scratch: scores.p, T: ids.count,
@@ -267,13 +279,25 @@ public final class MiniLM: @unchecked Sendable {
             }
             // x = LN(x + context·Woᵀ + bo)
             linear(x.p, context.p, layer.outWeight.p, layer.outBias.p, rows: R, inDim: H, outDim: H, residual: x.p)
+            let preNorm1 = tape.map { _ in x.copy() }
             layerNorm(x.p, weight: layer.norm1.weight.p, bias: layer.norm1.bias.p, rows: R, C: H, eps: layerNormEps)
-            // x = LN(x + GELU(x·W1ᵀ + b1)·W2ᵀ + b2)
+            // x = LN(x + (m ⊙ GELU(x·W1ᵀ + b1))·W2ᵀ + b2), m = 1 unless masked
             linear(up.p, x.p, layer.upWeight.p, layer.upBias.p, rows: R, inDim: H, outDim: F)
+            let preGelu = tape.map { _ in up.copy() }
             geluErf(up.p, count: R * F)
+            let activation = tape.map { _ in up.copy() }
+            if let m = masks[l] {
+                precondition(m.count == F, "feed-forward mask of layer \(l) has \(m.count) values, expected \(F)")
+                for r in 0..<R { let row = up.p + r * F; for j in 0..<F { row[j] *= m[j] } }
+            }
             linear(x.p, up.p, layer.downWeight.p, layer.downBias.p, rows: R, inDim: F, outDim: H, residual: x.p)
+            if let tape {
+                tape.layers.append(MiniLMTape.Layer(qkv: qkv.copy(), preNorm1: preNorm1!, preGelu: preGelu!,
+                                                    activation: activation!, preNorm2: x.copy()))
+            }
             layerNorm(x.p, weight: layer.norm2.weight.p, bias: layer.norm2.bias.p, rows: R, C: H, eps: layerNormEps)
         }
+        tape?.output = x.copy()
 
         // Per sequence: mean over tokens, then L2 normalisation (torch's normalize: x / max(‖x‖, 1e-12)).
         return batch.enumerated().map { k, ids in
