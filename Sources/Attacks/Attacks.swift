@@ -57,20 +57,24 @@ public struct AttackSettings: Sendable {
 }
 
 public enum AttackRunner {
-    /// Samples `encodings` (each with `perPrompt` seeds) with the original and the erased model and counts detections.
+    /// Samples the token sequences (each with `perPrompt` seeds) with the original and the erased model —
+    /// each reading them with its own text encoder — and counts detections.
     static func measure(
-        name: String, texts: [String], encodings: [TextEncoding], perPrompt: Int, base: FluxTransformer<Float>,
+        name: String, texts: [String], tokenIds: [[Int]], perPrompt: Int, base: FluxTransformer<Float>,
         erased: ErasedModel, classes: Set<Int>, encoder: PromptEncoder, detector: SceneDetector, s: AttackSettings,
         budget: [String: String], concepts: [String], start: Date
     ) throws -> (AttackReport, original: [RGBImage], erased: [RGBImage]) {
-        var encs: [TextEncoding] = [], seeds: [UInt64] = []
-        for (i, e) in encodings.enumerated() {
-            for j in 0..<perPrompt { encs.append(e); seeds.append(s.seed &+ 0xA77A_0000 &+ UInt64(i * 1000 + j)) }
+        var ids: [[Int]] = [], seeds: [UInt64] = []
+        for (i, t) in tokenIds.enumerated() {
+            for j in 0..<perPrompt { ids.append(t); seeds.append(s.seed &+ 0xA77A_0000 &+ UInt64(i * 1000 + j)) }
         }
+        let erasedEncoder = erased.encoder ?? encoder
+        let encs = try encoder.miniLM.encode(batch: ids)
         let gen = Generator(model: base, encoder: encoder, steps: s.steps, guidanceScale: s.guidance)
         let orig = try gen.images(encodings: encs, seeds: seeds)
-        let genE = Generator(model: erased.model ?? base, encoder: encoder, steps: s.steps, guidanceScale: s.guidance)
-        let after = try genE.images(encodings: encs, seeds: seeds, masks: erased.masks)
+        let genE = Generator(model: erased.model ?? base, encoder: erasedEncoder, steps: s.steps, guidanceScale: s.guidance)
+        let after = try genE.images(encodings: erased.encoder == nil ? encs : try erasedEncoder.miniLM.encode(batch: ids),
+                                    seeds: seeds, masks: erased.masks)
         let po = detector.predict(orig), pa = detector.predict(after)
         var prompts: [AttackReport.Prompt] = []
         for (i, t) in texts.enumerated() {
@@ -107,7 +111,7 @@ public enum AttackRunner {
             texts.append(CaptionGrammar.render(template: ts[rng.below(ts.count)], noun: syn.text, plural: syn.plural,
                                                objColor: colour, bgColor: Vocabulary.colors[pair.background].name))
         }
-        return try measure(name: AttackName.paraphrase.rawValue, texts: texts, encodings: try texts.map { try encoder.encode($0) },
+        return try measure(name: AttackName.paraphrase.rawValue, texts: texts, tokenIds: try texts.map { try encoder.miniLM.tokenIds($0) },
                            perPrompt: 1, base: base, erased: erased, classes: Set(classes), encoder: encoder, detector: detector,
                            s: s, budget: ["prompts": "\(s.paraphrasePrompts)", "samples per prompt": "1"],
                            concepts: concepts.map(\.name), start: start)
@@ -148,10 +152,9 @@ public enum AttackRunner {
         let start = Date()
         let classes = concepts.compactMap(\.classID)
         let found = try known ?? ringABellSearch(concepts: concepts, encoder: encoder, settings: s, progress: progress)
-        let encodings = try encoder.miniLM.encode(batch: found.map(\.tokenIds))
         let o = s.ringABell
         let m = try measure(
-            name: AttackName.ringABell.rawValue, texts: found.map(\.text), encodings: encodings, perPrompt: s.samplesPerPrompt,
+            name: AttackName.ringABell.rawValue, texts: found.map(\.text), tokenIds: found.map(\.tokenIds), perPrompt: s.samplesPerPrompt,
             base: base, erased: erased, classes: Set(classes), encoder: encoder, detector: detector, s: s,
             budget: ["K": s.ringABellLengths.map(String.init).joined(separator: ","), "searches per K": "\(s.ringABellRuns)",
                      "eta": "\(o.eta)", "population": "\(o.population)", "generations": "\(o.generations)",

@@ -3,6 +3,7 @@ import BLAS
 import Flux
 import Foundation
 import SafeTensors
+import TextEncoder
 
 /// Hyper-parameters of an erasure run; stored in its checkpoints and mask file so a run resumes (and is
 /// reported) exactly.
@@ -32,20 +33,32 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
 
     public var effectiveAdamEps: Double { adamEps ?? 1e-8 }
 
+    /// The transformer's mask sites among `sites` (text-encoder sites are in `textEncoderLayers`).
     public func maskSites(config: FluxConfig) throws -> [MaskSite] {
         guard !sites.isEmpty else { throw ErasureError.badArgument("--sites: no mask sites selected") }
-        return try sites.map { name in
+        return try sites.filter { TextEncoderSite.layer(of: $0) == nil }.map { name in
             guard let s = MaskSite(name: name) else { throw ErasureError.badArgument("--sites: unknown mask site '\(name)'") }
             try s.validate(for: config)
             return s
         }
     }
 
-    /// Site names for kinds over every block of a config: `ff,ff_context,norm1_context` → each double block's.
-    public static func expandSites(_ spec: [String], config: FluxConfig) throws -> [String] {
+    /// The text-encoder layers whose feed-forward units `sites` masks, in order.
+    public var textEncoderLayers: [Int] { sites.compactMap(TextEncoderSite.layer(of:)) }
+
+    /// Site names for kinds over every block of a config: `ff,ff_context,norm1_context` → each double block's;
+    /// `text_ff` → each of the text encoder's `textEncoderLayers` layers.
+    public static func expandSites(_ spec: [String], config: FluxConfig, textEncoderLayers: Int) throws -> [String] {
         var out: [String] = []
         for item in spec.flatMap({ $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }) where !item.isEmpty {
-            if let kind = MaskSite.Kind(rawValue: item) {
+            if item == TextEncoderSite.kind {
+                out += (0..<textEncoderLayers).map { TextEncoderSite.name(layer: $0) }
+            } else if let l = TextEncoderSite.layer(of: item) {
+                guard l < textEncoderLayers else {
+                    throw ErasureError.badArgument("--sites: '\(item)' does not exist: the text encoder has \(textEncoderLayers) layers")
+                }
+                out.append(item)
+            } else if let kind = MaskSite.Kind(rawValue: item) {
                 let n = kind.isSingleBlock ? config.numSingleLayers : config.numLayers
                 guard n > 0 else { throw ErasureError.badArgument("--sites: the model has no \(kind.isSingleBlock ? "single" : "double")-stream blocks for '\(item)'") }
                 out += (0..<n).map { MaskSite(kind, block: $0).description }
@@ -53,8 +66,8 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
                 do { try site.validate(for: config) } catch { throw ErasureError.badArgument("--sites: \(error)") }
                 out.append(site.description)
             } else {
-                let kinds = MaskSite.Kind.allCases.map(\.rawValue).joined(separator: ", ")
-                throw ErasureError.badArgument("--sites: unknown site '\(item)' (expected a kind — \(kinds) — or a name like transformer_blocks.0.ff)")
+                let kinds = (MaskSite.Kind.allCases.map(\.rawValue) + [TextEncoderSite.kind]).joined(separator: ", ")
+                throw ErasureError.badArgument("--sites: unknown site '\(item)' (expected a kind — \(kinds) — or a name like transformer_blocks.0.ff or \(TextEncoderSite.name(layer: 0)))")
             }
         }
         var seen = Set<String>()
@@ -89,6 +102,9 @@ public final class Eraser {
     public let encoder: PromptEncoder
     public let items: [ErasureItem]
     public let sites: [MaskSite]
+    /// Text-encoder layers whose feed-forward units are masked (mask method only), and their logits.
+    public let textLayers: [Int]
+    public private(set) var textLogits: [Int: Buffer<Float>] = [:]
     public let schedule: FlowMatchSchedule
     public private(set) var logits: [MaskSite: Buffer<Float>] = [:]
     public private(set) var iteration = 0
@@ -113,10 +129,20 @@ public final class Eraser {
         guard items.contains(where: \.isConcept) else { throw ErasureError.badInput("no concept prompts: nothing to erase") }
         self.options = options; self.model = model; self.encoder = encoder; self.items = items
         sites = options.method == .esd ? [] : try options.maskSites(config: model.config)
+        textLayers = options.textEncoderLayers
+        if !textLayers.isEmpty {
+            guard options.method == .mask else {
+                throw ErasureError.badArgument("--sites: text-encoder sites (\(TextEncoderSite.kind)) are learnt by the mask method only, not \(options.method.rawValue)")
+            }
+            if let bad = textLayers.first(where: { $0 >= encoder.miniLM.layerCount }) {
+                throw ErasureError.badArgument("--sites: '\(TextEncoderSite.name(layer: bad))' does not exist: the text encoder has \(encoder.miniLM.layerCount) layers")
+            }
+        }
         schedule = try FlowMatchSchedule(steps: options.samplingSteps, shift: .none)
         if options.method.learnsMasks {
             trained = model
             for s in sites { logits[s] = Buffer(Array(repeating: Float(options.initLogit), count: s.width(model.config))) }
+            for l in textLayers { textLogits[l] = Buffer(Array(repeating: Float(options.initLogit), count: encoder.miniLM.intermediateSize)) }
             trainable = []; weightGrads = nil; trainableGrads = []
         } else {
             trained = FluxTransformer(weights: try model.weights.residentCopy())
@@ -133,7 +159,9 @@ public final class Eraser {
     var guided: Bool { options.guidance != 1 }
 
     /// The parameters the optimiser updates, in a fixed order.
-    var parameters: [Buffer<Float>] { options.method.learnsMasks ? sites.map { logits[$0]! } : trainable.map(\.buffer) }
+    var parameters: [Buffer<Float>] {
+        options.method.learnsMasks ? sites.map { logits[$0]! } + textLayers.map { textLogits[$0]! } : trainable.map(\.buffer)
+    }
 
     /// Items the method trains on: ESD has no preservation term, so it draws concept prompts only.
     public var pool: [ErasureItem] { options.method == .esd ? items.filter(\.isConcept) : items }
@@ -220,12 +248,33 @@ public final class Eraser {
         return (set, derivs)
     }
 
+    /// Text-encoder multipliers and their derivatives for step `it` (the draws continue the transformer
+    /// sites' numbering, so adding text sites leaves those draws unchanged).
+    func sampledTextMasks(at it: Int, logits: [Int: Buffer<Float>]) -> (masks: [Int: [Float]], derivs: [Int: [Float]]) {
+        var masks: [Int: [Float]] = [:], derivs: [Int: [Float]] = [:]
+        for (k, layer) in textLayers.enumerated() {
+            let si = sites.count + k
+            var rng = SplitMix64(seed: options.seed ^ 0x4D41_534B ^ (UInt64(it) &* 0x1_0000_0001) ^ (UInt64(si) &* 0x9E37_79B9_7F4A_7C15))
+            let l = logits[layer]!
+            var m = [Float](repeating: 0, count: l.count), d = m
+            for j in 0..<l.count {
+                let (v, dv) = options.relaxation.sample(logit: Double(l[j]), u: rng.uniform())
+                m[j] = Float(v); d[j] = Float(dv)
+            }
+            masks[layer] = m; derivs[layer] = d
+        }
+        return (masks, derivs)
+    }
+
     /// Current logits as plain arrays.
     public var logitArrays: [MaskSite: [Float]] { logits.mapValues(\.array) }
+    public var textLogitArrays: [Int: [Float]] { textLogits.mapValues(\.array) }
 
     /// Units whose noise-free multiplier is below ½ (what threshold-0 binarisation would drop).
     public var expectedMasked: Int {
-        logits.values.reduce(0) { n, l in n + l.array.filter { options.relaxation.expected(logit: Double($0)) < 0.5 }.count }
+        (Array(logits.values) + Array(textLogits.values)).reduce(0) { n, l in
+            n + l.array.filter { options.relaxation.expected(logit: Double($0)) < 0.5 }.count
+        }
     }
 
     // MARK: optimisation
@@ -234,7 +283,7 @@ public final class Eraser {
     @discardableResult
     public func step(progress: ((Int, Int) -> Void)? = nil) throws -> ErasureStepLog {
         let it = iteration
-        let r = try lossAndGradient(at: it, logits: logits, progress: progress)
+        let r = try lossAndGradient(at: it, logits: logits, textLogits: textLogits, progress: progress)
         // AdamW (constant rate after a linear warm-up).
         optimizer.lr = options.lr * min(1, Double(it + 1) / Double(max(1, options.warmup)))
         optimizer.update(parameters, r.grads)
@@ -250,7 +299,7 @@ public final class Eraser {
     public func probe(iteration it: Int, perturb: (MaskSite, Int, Float)? = nil) throws -> (loss: Double, grads: [MaskSite: [Float]]) {
         let l = logits.mapValues { $0.copy() }
         if let (s, j, d) = perturb { l[s]![j] += d }
-        let r = try lossAndGradient(at: it, logits: l)
+        let r = try lossAndGradient(at: it, logits: l, textLogits: textLogits)
         var g: [MaskSite: [Float]] = [:]
         for (s, b) in zip(sites, r.grads) where options.method.learnsMasks { g[s] = b.array }
         return (r.loss, g)
@@ -260,25 +309,26 @@ public final class Eraser {
     /// logits, or a trained tensor) moved by `delta`, and the gradient of every parameter; nothing is updated.
     public func probe(iteration it: Int, parameter index: Int, element: Int, delta: Float) throws -> (loss: Double, grads: [[Float]]) {
         if options.method.learnsMasks {
-            let l = logits.mapValues { $0.copy() }
-            l[sites[index]]![element] += delta
-            let r = try lossAndGradient(at: it, logits: l)
+            let l = logits.mapValues { $0.copy() }, t = textLogits.mapValues { $0.copy() }
+            if index < sites.count { l[sites[index]]![element] += delta } else { t[textLayers[index - sites.count]]![element] += delta }
+            let r = try lossAndGradient(at: it, logits: l, textLogits: t)
             return (r.loss, r.grads.map(\.array))
         }
         let b = trainable[index].buffer, saved = b[element]
         b[element] = saved + delta
         defer { b[element] = saved }
-        let r = try lossAndGradient(at: it, logits: logits)
+        let r = try lossAndGradient(at: it, logits: logits, textLogits: textLogits)
         return (r.loss, r.grads.map(\.array))
     }
 
     /// The objective and its gradient for each of `parameters` (same order).
     struct Evaluation { let loss, erase, preserve: Double; let grads: [Buffer<Float>] }
 
-    func lossAndGradient(at it: Int, logits: [MaskSite: Buffer<Float>], progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
+    func lossAndGradient(at it: Int, logits: [MaskSite: Buffer<Float>], textLogits: [Int: Buffer<Float>],
+                         progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
         let r: Evaluation
         switch options.method {
-        case .mask, .finetune: r = try endToEnd(at: it, logits: logits, progress: progress)
+        case .mask, .finetune: r = try endToEnd(at: it, logits: logits, textLogits: textLogits, progress: progress)
         case .perStep: r = try perStep(at: it, logits: logits)
         case .esd: r = try esd(at: it)
         }
@@ -342,10 +392,13 @@ public final class Eraser {
     }
 
     /// `mask` and `finetune`: the loss on the final samples, backpropagated through all N steps.
-    func endToEnd(at it: Int, logits: [MaskSite: Buffer<Float>], progress: ((Int, Int) -> Void)?) throws -> Evaluation {
+    func endToEnd(at it: Int, logits: [MaskSite: Buffer<Float>], textLogits: [Int: Buffer<Float>],
+                  progress: ((Int, Int) -> Void)?) throws -> Evaluation {
         let chosen = batch(at: it)
         let targets = try originalSamples(targetRequests(chosen))
-        let cond = try conditioning(chosen.map(\.item.prompt), guided: guided)
+        let (textMasks, textDerivs) = sampledTextMasks(at: it, logits: textLogits)
+        let text = textLayers.isEmpty ? nil : try maskedConditioning(chosen.map(\.item.prompt), guided: guided, masks: textMasks)
+        let cond = try text?.cond ?? conditioning(chosen.map(\.item.prompt), guided: guided)
         let (masks, derivs) = sampledMasks(at: it, logits: logits)
         let weights = itemWeights(chosen), isConcept = chosen.map(\.item.isConcept)
         var parts = (total: 0.0, erase: 0.0, preserve: 0.0)
@@ -359,8 +412,44 @@ public final class Eraser {
         let result = try sampler.gradient(start: startNoise(chosen), maskGradients: sites.filter { masks[$0] != nil },
                                           weightGradients: false, objective: objective, progress: progress,
                                           weightAccumulator: weightGrads)
-        return Evaluation(loss: result.loss, erase: parts.erase, preserve: parts.preserve,
-                          grads: parameterGradients(masks: result.grads.masks, derivs: derivs))
+        var grads = parameterGradients(masks: result.grads.masks, derivs: derivs)
+        if let text {
+            let dm = try textMaskGradients(text, grads: result.grads)
+            grads += textLayers.map { l in Buffer(zip(dm[l]!, textDerivs[l]!).map { $0 * $1 }) }
+        }
+        return Evaluation(loss: result.loss, erase: parts.erase, preserve: parts.preserve, grads: grads)
+    }
+
+    /// Conditioning whose text comes from the masked text encoder, with the tape for its backward pass:
+    /// one sequence per prompt, plus the null prompt (shared by the unconditional rows) when `guided`.
+    struct MaskedText { let cond: FluxConditioning<Float>; let tape: MiniLMTape; let sequenceOfRow: [Int] }
+
+    func maskedConditioning(_ prompts: [String], guided: Bool, masks: [Int: [Float]]) throws -> MaskedText {
+        let m = encoder.miniLM
+        var ids = try prompts.map { p -> [Int] in
+            p.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? [m.tokenizer.clsId, m.tokenizer.sepId] : try m.tokenIds(p, allowUnknown: true)
+        }
+        var rows = Array(prompts.indices)
+        if guided {
+            ids.append([m.tokenizer.clsId, m.tokenizer.sepId])
+            rows += Array(repeating: prompts.count, count: prompts.count)
+        }
+        let (encs, tape) = try m.encode(batch: ids, feedForwardMasks: masks, keepTape: true)
+        let cond = try encoder.conditioning(rows.map { encs[$0] }, config: model.config, imageIds: BaseModelSpec.imageIds)
+        return MaskedText(cond: cond, tape: tape!, sequenceOfRow: rows)
+    }
+
+    /// dL/dm of the text-encoder multipliers from the transformer's gradient w.r.t. its text inputs.
+    func textMaskGradients(_ text: MaskedText, grads: FluxGradients<Float>) throws -> [Int: [Float]] {
+        let D = model.config.jointAttentionDim, lt = text.cond.textTokens, tape = text.tape
+        var dHidden = (0..<tape.count).map { [Float](repeating: 0, count: tape.length(of: $0) * D) }
+        var dPooled = (0..<tape.count).map { _ in [Float](repeating: 0, count: D) }
+        for (row, k) in text.sequenceOfRow.enumerated() {
+            let base = row * lt * D
+            for j in 0..<dHidden[k].count { dHidden[k][j] += grads.encoderHiddenStates[base + j] }
+            for c in 0..<D { dPooled[k][c] += grads.pooledProjections[row * D + c] }
+        }
+        return try encoder.miniLM.feedForwardMaskGradients(tape: tape, dHidden: dHidden, dPooled: dPooled)
     }
 
     /// `per-step`: at every step i of the original's path for the target, the masked model's (guided)
@@ -465,7 +554,9 @@ public final class Eraser {
 
     /// The trained tensors under their state-file names.
     var namedParameters: [(String, Buffer<Float>)] {
-        options.method.learnsMasks ? sites.map { ("logits.\($0)", logits[$0]!) } : trainable.map { ("weights.\($0.name)", $0.buffer) }
+        options.method.learnsMasks
+            ? sites.map { ("logits.\($0)", logits[$0]!) } + textLayers.map { ("logits.\(TextEncoderSite.name(layer: $0))", textLogits[$0]!) }
+            : trainable.map { ("weights.\($0.name)", $0.buffer) }
     }
 
     public func saveState(to path: String) throws {

@@ -3,6 +3,8 @@ import Crypto
 import Flux
 import Foundation
 import SafeTensors
+import TextEncoder
+import BaseModel
 
 /// A learned erasure mask as a file: per mask site the final binary multipliers (1 = keep the unit,
 /// 0 = remove it) and, when the file came from training, the logits they were binarised from.
@@ -16,6 +18,9 @@ public struct MaskFile {
     public var logits: [MaskSite: [Float]]
     /// Binary (exactly 0 or 1) multipliers per site.
     public var masks: [MaskSite: [Float]]
+    /// Text-encoder sites (`TextEncoderSite`, by MiniLM layer): training logits and binary multipliers.
+    public var textLogits: [Int: [Float]] = [:]
+    public var textMasks: [Int: [Float]] = [:]
     public var metadata: [String: String]
 
     /// Metadata keys the project writes and reads.
@@ -28,8 +33,9 @@ public struct MaskFile {
         public static let modelHash = "base_model_sha256"
     }
 
-    public init(logits: [MaskSite: [Float]] = [:], masks: [MaskSite: [Float]], metadata: [String: String] = [:]) {
-        self.logits = logits; self.masks = masks; self.metadata = metadata
+    public init(logits: [MaskSite: [Float]] = [:], masks: [MaskSite: [Float]], textLogits: [Int: [Float]] = [:],
+                textMasks: [Int: [Float]] = [:], metadata: [String: String] = [:]) {
+        self.logits = logits; self.masks = masks; self.textLogits = textLogits; self.textMasks = textMasks; self.metadata = metadata
     }
 
     // MARK: reading and writing
@@ -52,8 +58,9 @@ public struct MaskFile {
                 throw fail(name, "not a mask tensor: names must be '<site>.mask' or '<site>.logits'")
             }
             let siteName = String(name.dropLast(isMask ? ".mask".count : ".logits".count))
-            guard let site = MaskSite(name: siteName) else {
-                throw fail(name, "'\(siteName)' is not a mask site (expected e.g. transformer_blocks.0.ff, transformer_blocks.0.ff_context, transformer_blocks.0.norm1, transformer_blocks.0.norm1_context, transformer_blocks.0.attn, single_transformer_blocks.0.proj_mlp, single_transformer_blocks.0.norm, single_transformer_blocks.0.attn)")
+            let site = MaskSite(name: siteName), textLayer = TextEncoderSite.layer(of: siteName)
+            guard site != nil || textLayer != nil else {
+                throw fail(name, "'\(siteName)' is not a mask site (expected e.g. transformer_blocks.0.ff, transformer_blocks.0.ff_context, transformer_blocks.0.norm1, transformer_blocks.0.norm1_context, transformer_blocks.0.attn, single_transformer_blocks.0.proj_mlp, single_transformer_blocks.0.norm, single_transformer_blocks.0.attn, \(TextEncoderSite.name(layer: 0)))")
             }
             let info = try file.info(name)
             guard info.shape.count == 1, info.dtype.isFloatingPoint else {
@@ -61,7 +68,11 @@ public struct MaskFile {
             }
             let values: [Float]
             do { values = try file.floats(name) } catch { throw ErasureError.io("mask file \(path): \(error)") }
-            if isMask { result.masks[site] = values } else { result.logits[site] = values }
+            if let site {
+                if isMask { result.masks[site] = values } else { result.logits[site] = values }
+            } else if let l = textLayer {
+                if isMask { result.textMasks[l] = values } else { result.textLogits[l] = values }
+            }
         }
         do { try result.check(config: config) } catch ErasureError.badInput(let m) {
             throw ErasureError.badInput("mask file \(path): \(m)")
@@ -75,6 +86,8 @@ public struct MaskFile {
         var w = SafeTensorsWriter(metadata: metadata)
         for (site, m) in masks { w.add("\(site).mask", shape: [m.count], floats: m) }
         for (site, l) in logits { w.add("\(site).logits", shape: [l.count], floats: l) }
+        for (layer, m) in textMasks { w.add("\(TextEncoderSite.name(layer: layer)).mask", shape: [m.count], floats: m) }
+        for (layer, l) in textLogits { w.add("\(TextEncoderSite.name(layer: layer)).logits", shape: [l.count], floats: l) }
         do { try w.write(to: path) } catch { throw ErasureError.io("cannot write mask file: \(error)") }
     }
 
@@ -101,6 +114,21 @@ public struct MaskFile {
                 throw ErasureError.badInput("site '\(site)' has \(l.count) logits but \(m.count) mask values")
             }
         }
+        for layer in textMasks.keys.sorted() {
+            let m = textMasks[layer]!, site = TextEncoderSite.name(layer: layer)
+            if let bad = m.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+                throw ErasureError.badInput("mask '\(site)' must hold only 0 or 1 (binary multipliers), but unit \(bad) is \(m[bad])")
+            }
+        }
+        for layer in textLogits.keys.sorted() {
+            let l = textLogits[layer]!, site = TextEncoderSite.name(layer: layer)
+            if let bad = l.firstIndex(where: { !$0.isFinite }) {
+                throw ErasureError.badInput("logits of '\(site)' must be finite, but unit \(bad) is \(l[bad])")
+            }
+            guard let m = textMasks[layer], m.count == l.count else {
+                throw ErasureError.badInput("site '\(site)' has \(l.count) logits but \(textMasks[layer]?.count ?? 0) mask values")
+            }
+        }
         guard let config else { return }
         for site in MaskFile.sorted(masks.keys) {
             let blocks = site.kind.isSingleBlock ? config.numSingleLayers : config.numLayers
@@ -124,7 +152,7 @@ public struct MaskFile {
     /// `model_hash` when the files agree on it (files learned on different models are refused).
     public static func merge(_ files: [MaskFile]) throws -> MaskFile {
         guard !files.isEmpty else { throw ErasureError.badInput("merge needs at least one mask file") }
-        var masks: [MaskSite: [Float]] = [:]
+        var masks: [MaskSite: [Float]] = [:], textMasks: [Int: [Float]] = [:]
         var concepts: [String] = []
         var hashes = Set<String>()
         for (k, f) in files.enumerated() {
@@ -137,6 +165,16 @@ public struct MaskFile {
                     masks[site] = zip(acc, m).map { $0 * $1 }
                 } else {
                     masks[site] = m
+                }
+            }
+            for (layer, m) in f.textMasks {
+                if let acc = textMasks[layer] {
+                    guard acc.count == m.count else {
+                        throw ErasureError.badInput("cannot merge: site '\(TextEncoderSite.name(layer: layer))' has \(acc.count) units in an earlier file but \(m.count) in file \(k + 1)")
+                    }
+                    textMasks[layer] = zip(acc, m).map { $0 * $1 }
+                } else {
+                    textMasks[layer] = m
                 }
             }
             if let list = f.metadata[Key.mergedFrom], let data = list.data(using: .utf8),
@@ -153,7 +191,7 @@ public struct MaskFile {
         let list = try metadataJSON(concepts)
         var metadata = [Key.mergedFrom: list]
         if let h = hashes.first { metadata[Key.modelHash] = h }
-        return MaskFile(logits: [:], masks: masks, metadata: metadata)
+        return MaskFile(logits: [:], masks: masks, textMasks: textMasks, metadata: metadata)
     }
 
     /// Units removed per site, sorted by site kind (MaskSite.Kind order) then block.
@@ -161,6 +199,25 @@ public struct MaskFile {
         MaskFile.sorted(masks.keys).map { site in
             let m = masks[site]!
             return (site, m.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }, m.count)
+        }
+    }
+
+    /// The text encoder these masks erase: a fresh copy of `base`'s MiniLM with the text-encoder masks
+    /// applied to every encoding, or nil when the file has none (the erased model reads `base` as it is).
+    public func textEncoder(base: PromptEncoder) throws -> PromptEncoder? {
+        guard !textMasks.isEmpty else { return nil }
+        let m = try MiniLM(directory: base.miniLM.directory)
+        do { try m.setFeedForwardMasks(textMasks) } catch { throw ErasureError.badInput("mask file: \(error)") }
+        let e = PromptEncoder(miniLM: m)
+        e.paddedLength = base.paddedLength
+        return e
+    }
+
+    /// Units removed per text-encoder site (by layer).
+    public var textMaskedCounts: [(site: String, masked: Int, total: Int)] {
+        textMasks.keys.sorted().map { l in
+            let m = textMasks[l]!
+            return (TextEncoderSite.name(layer: l), m.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }, m.count)
         }
     }
 

@@ -79,7 +79,23 @@ public enum Binarisation: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// Binary masks (0/1) for the logits of every site. Ties in the top-k rules break by index (stable).
-    public func apply(_ logits: [MaskSite: [Float]]) -> [MaskSite: [Float]] {
+    public func apply(_ logits: [MaskSite: [Float]]) -> [MaskSite: [Float]] { apply(logits, text: [:]).masks }
+
+    /// Binary masks for transformer sites and text-encoder sites (by MiniLM layer) together; `top-global`
+    /// ranks the units of both (transformer sites first in kind and block order, then text layers).
+    public func apply(_ logits: [MaskSite: [Float]], text: [Int: [Float]]) -> (masks: [MaskSite: [Float]], text: [Int: [Float]]) {
+        let sites = logits.keys.sorted { ($0.kind.rawValue, $0.block) < ($1.kind.rawValue, $1.block) }
+        let layers = text.keys.sorted()
+        let all = sites.map { logits[$0]! } + layers.map { text[$0]! }
+        let binary = apply(ordered: all)
+        var masks: [MaskSite: [Float]] = [:], textMasks: [Int: [Float]] = [:]
+        for (i, s) in sites.enumerated() { masks[s] = binary[i] }
+        for (i, l) in layers.enumerated() { textMasks[l] = binary[sites.count + i] }
+        return (masks, textMasks)
+    }
+
+    /// The rule on a list of sites' logits (the order matters only for ties of `top-global`).
+    func apply(ordered sites: [[Float]]) -> [[Float]] {
         func keepTop(_ values: [(Float, Int)], fraction: Double) -> Set<Int> {
             let k = Int((Double(values.count) * fraction).rounded())
             let order = values.sorted { $0.0 != $1.0 ? $0.0 > $1.0 : $0.1 < $1.1 }
@@ -87,24 +103,21 @@ public enum Binarisation: Equatable, Sendable, CustomStringConvertible {
         }
         switch self {
         case .threshold(let t):
-            return logits.mapValues { $0.map { Double($0) > t ? 1 : 0 } }
+            return sites.map { $0.map { Double($0) > t ? 1 : 0 } }
         case .topPerSite(let f):
-            return logits.mapValues { l in
+            return sites.map { l in
                 let keep = keepTop(l.enumerated().map { ($1, $0) }, fraction: f)
                 return l.indices.map { keep.contains($0) ? 1 : 0 }
             }
         case .topGlobal(let f):
-            let sites = logits.keys.sorted { ($0.kind.rawValue, $0.block) < ($1.kind.rawValue, $1.block) }
-            var all: [(Float, Int)] = [], offsets: [MaskSite: Int] = [:], n = 0
-            for s in sites {
-                offsets[s] = n
-                all += logits[s]!.enumerated().map { ($1, n + $0) }
-                n += logits[s]!.count
+            var all: [(Float, Int)] = [], offsets: [Int] = [], n = 0
+            for l in sites {
+                offsets.append(n)
+                all += l.enumerated().map { ($1, n + $0) }
+                n += l.count
             }
             let keep = keepTop(all, fraction: f)
-            var out: [MaskSite: [Float]] = [:]
-            for s in sites { out[s] = logits[s]!.indices.map { keep.contains(offsets[s]! + $0) ? 1 : 0 } }
-            return out
+            return sites.enumerated().map { i, l in l.indices.map { keep.contains(offsets[i] + $0) ? 1 : 0 } }
         }
     }
 }

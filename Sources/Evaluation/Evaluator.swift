@@ -13,13 +13,16 @@ public struct ErasedModel {
     public var model: FluxTransformer<Float>?       // nil: the base model with `masks`
     public var masks: MaskSet<Float>
     public var maskFile: MaskFile?
+    /// The erased model's own text encoder (masks on it); nil: the base model's.
+    public var encoder: PromptEncoder?
     /// Cost figures of the erase run, when known.
     public var eraseSeconds: Double?
     public var peakRSSMiB: Double?
 
     public init(name: String, source: String, model: FluxTransformer<Float>? = nil, masks: MaskSet<Float> = MaskSet(),
-                maskFile: MaskFile? = nil, eraseSeconds: Double? = nil, peakRSSMiB: Double? = nil) {
+                maskFile: MaskFile? = nil, encoder: PromptEncoder? = nil, eraseSeconds: Double? = nil, peakRSSMiB: Double? = nil) {
         self.name = name; self.source = source; self.model = model; self.masks = masks; self.maskFile = maskFile
+        self.encoder = encoder
         self.eraseSeconds = eraseSeconds; self.peakRSSMiB = peakRSSMiB
     }
 }
@@ -51,8 +54,8 @@ public enum Evaluator {
         let all = sets.flatMap(\.prompts)
         let total = all.count * p.samplingSteps * (1 + erased.count)
         var done = 0
-        func generate(_ model: FluxTransformer<Float>, _ masks: MaskSet<Float>, _ label: String) throws -> [RGBImage] {
-            let gen = Generator(model: model, encoder: encoder, steps: p.samplingSteps, guidanceScale: p.guidance)
+        func generate(_ model: FluxTransformer<Float>, _ masks: MaskSet<Float>, _ label: String, _ textEncoder: PromptEncoder? = nil) throws -> [RGBImage] {
+            let gen = Generator(model: model, encoder: textEncoder ?? encoder, steps: p.samplingSteps, guidanceScale: p.guidance)
             let imgs = try gen.images(prompts: all.map(\.text), seeds: all.map(\.seed), masks: masks) { d, _ in
                 progress?(label, done + d, total)
             }
@@ -60,7 +63,7 @@ public enum Evaluator {
             return imgs
         }
         let original = try generate(base, MaskSet(), "original")
-        let outputs = try erased.map { try generate($0.model ?? base, $0.masks, $0.name) }
+        let outputs = try erased.map { try generate($0.model ?? base, $0.masks, $0.name, $0.encoder) }
         var samples: [SampleSet] = []
         var offset = 0
         for s in sets {

@@ -26,6 +26,8 @@ public final class MiniLMTape {
 
     /// Number of sequences encoded.
     public var count: Int { lengths.count }
+    /// Tokens of sequence k.
+    public func length(of k: Int) -> Int { lengths[k] }
 }
 
 /// A mask argument that does not fit the encoder.
@@ -40,6 +42,22 @@ extension MiniLM {
     public func encode(batch: [[Int]], feedForwardMasks masks: [Int: [Float]], keepTape: Bool = false) throws
         -> (encodings: [TextEncoding], tape: MiniLMTape?)
     {
+        try checkFeedForwardMasks(masks)
+        let tape = keepTape ? MiniLMTape(masks: masks) : nil
+        if batch.isEmpty { return ([], tape) }
+        for ids in batch { try validate(ids) }
+        return (try run(batch: batch, masks: masks, tape: tape), tape)
+    }
+
+    /// Makes every later `encode` apply these multipliers (call before sharing the instance): the erased text
+    /// encoder of a mask file with text-encoder sites, without writing its weights.
+    public func setFeedForwardMasks(_ masks: [Int: [Float]]) throws {
+        try checkFeedForwardMasks(masks)
+        feedForwardMasks = masks
+    }
+
+    /// Throws unless every key is a layer and every value has `intermediateSize` multipliers.
+    public func checkFeedForwardMasks(_ masks: [Int: [Float]]) throws {
         for (l, m) in masks {
             guard (0..<layerCount).contains(l) else {
                 throw FeedForwardMaskError(description: "text-encoder mask for layer \(l): MiniLM has layers 0..<\(layerCount)")
@@ -48,10 +66,6 @@ extension MiniLM {
                 throw FeedForwardMaskError(description: "text-encoder mask for layer \(l) has \(m.count) values, expected \(intermediateSize)")
             }
         }
-        let tape = keepTape ? MiniLMTape(masks: masks) : nil
-        if batch.isEmpty { return ([], tape) }
-        for ids in batch { try validate(ids) }
-        return (try run(batch: batch, masks: masks, tape: tape), tape)
     }
 
     /// dL/dm for every masked layer of `tape`, given dL/d(last hidden states) (`dHidden[k]`: T_k·H values, or

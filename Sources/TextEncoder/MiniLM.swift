@@ -56,6 +56,9 @@ public final class MiniLM: @unchecked Sendable {
     private let tokenType0: Buffer<Float>  // [hidden]
     private let embeddingNorm: (weight: Buffer<Float>, bias: Buffer<Float>)
     let layers: [Layer]
+    /// Multipliers on the feed-forward units that every `encode` applies (an erased text encoder; see
+    /// `setFeedForwardMasks`). Empty for the model as loaded.
+    public internal(set) var feedForwardMasks: [Int: [Float]] = [:]
 
     struct Layer {
         let qkvWeight: Buffer<Float>  // [3·hidden, hidden]: query, key, value rows stacked
@@ -225,7 +228,7 @@ public final class MiniLM: @unchecked Sendable {
     public func encode(batch: [[Int]]) throws -> [TextEncoding] {
         for ids in batch { try validate(ids) }
         if batch.isEmpty { return [] }
-        return try run(batch: batch, masks: [:], tape: nil)
+        return try run(batch: batch, masks: feedForwardMasks, tape: nil)
     }
 
     /// Throws unless `ids` is a non-empty sequence of vocabulary ids the encoder accepts.

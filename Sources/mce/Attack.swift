@@ -57,8 +57,9 @@ struct Attack: ParsableCommand {
             guard FileManager.default.fileExists(atPath: detector) else { throw CLIError("--detector: \(detector) not found") }
             let base = FluxTransformer(weights: try FluxWeightLoader(path: model).load(as: Float.self))
             let hash = try modelHash(model)
-            let target = try masks.map { try Evaluate.load($0, as: .masks, base: base, baseHash: hash, option: "--masks") }
-                ?? Evaluate.load(erased!, as: .checkpoint, base: base, baseHash: hash, option: "--erased")
+            let encoder = try PromptEncoder()
+            let target = try masks.map { try Evaluate.load($0, as: .masks, base: base, baseHash: hash, encoder: encoder, option: "--masks") }
+                ?? Evaluate.load(erased!, as: .checkpoint, base: base, baseHash: hash, encoder: encoder, option: "--erased")
             let concepts = try Evaluate.worldConcepts(concept, recordedIn: [target])
             var s = AttackSettings()
             s.paraphrasePrompts = paraphrasePrompts; s.ringABellRuns = runs; s.samplesPerPrompt = samplesPerPrompt
@@ -68,7 +69,6 @@ struct Attack: ParsableCommand {
             s.embedding.checkpoints = try budgets(embeddingBudgets, option: "--embedding-budgets")
             s.relearning.images = relearnImages
             s.relearning.checkpoints = try budgets(relearnBudgets, option: "--relearn-budgets")
-            let encoder = try PromptEncoder()
             let det = try SceneDetector(path: detector)
             try prepareOutputFolder(out)
             let names = attack == "all" ? AttackName.allCases : [AttackName(rawValue: attack)!]

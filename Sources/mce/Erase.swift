@@ -86,7 +86,7 @@ struct Erase: ParsableCommand {
             o.concepts = try concept.map { try ConceptSpec.resolve($0, synonyms: synonym) }
             o.target = try ErasureTarget.parse(target)
             o.beta = beta; o.samplingSteps = steps; o.guidance = guidance
-            o.sites = try ErasureOptions.expandSites([sites], config: cfg)
+            o.sites = try ErasureOptions.expandSites([sites], config: cfg, textEncoderLayers: encoder.miniLM.layerCount)
             o.relaxation = try MaskRelaxation.named(relaxation)
             o.lr = lr ?? o.method.defaultLearningRate; o.batch = batch; o.freshNoise = freshNoise; o.seed = seed
             o.adamEps = adamEps
@@ -146,15 +146,15 @@ struct Erase: ParsableCommand {
                 "base_model": model, "base_model_sha256": try modelHash(model),
             ]
             var run: ErasedModel
-            var masked = 0, total = 0, counts: [(site: MaskSite, masked: Int, total: Int)] = []
+            var masked = 0, total = 0, counts: [(site: String, masked: Int, total: Int)] = []
             if o.method.learnsMasks {
                 // Binary masks, mask file, baked checkpoint.
-                let logits = eraser.logitArrays
-                let binary = binarisation.apply(logits)
+                let logits = eraser.logitArrays, textLogits = eraser.textLogitArrays
+                let binary = binarisation.apply(logits, text: textLogits)
                 meta["binarisation"] = binarisation.description
                 meta["relaxation"] = o.relaxation.name
                 meta["format"] = "mce-masks-1"
-                let file = MaskFile(logits: logits, masks: binary, metadata: meta)
+                let file = MaskFile(logits: logits, masks: binary.masks, textLogits: textLogits, textMasks: binary.text, metadata: meta)
                 let maskPath = (out as NSString).appendingPathComponent("masks.safetensors")
                 try file.write(to: maskPath)
                 // The baked checkpoint keeps the input's layout: a folder for a folder, one file for a file.
@@ -162,13 +162,20 @@ struct Erase: ParsableCommand {
                 let modelIsFolder = fm.fileExists(atPath: model, isDirectory: &isDir) && isDir.boolValue
                 let baked = (out as NSString).appendingPathComponent(modelIsFolder ? "model" : "model.safetensors")
                 try Baker.bake(model: model, masks: file, to: baked, extraMetadata: ["mce_masks": meta["concept"]!, "mce_base_model_sha256": meta["base_model_sha256"]!])
-                counts = file.maskedCounts.map { (site: $0.site, masked: $0.masked, total: $0.total) }
+                counts = file.maskedCounts.map { (site: $0.site.description, masked: $0.masked, total: $0.total) } + file.textMaskedCounts
                 masked = counts.map(\.masked).reduce(0, +); total = counts.map(\.total).reduce(0, +)
                 print("masks: \(maskPath)\nbaked checkpoint: \(baked)")
+                if !file.textMasks.isEmpty {
+                    // The erased text encoder, for any BERT runtime (the transformer checkpoint is erased only
+                    // at its own sites; the two belong together).
+                    let te = (out as NSString).appendingPathComponent("text_encoder")
+                    try TextEncoderBaker.bake(source: encoder.miniLM.directory, masks: file.textMasks, to: te)
+                    print("baked text encoder: \(te) (use it with the baked checkpoint: MCE_MINILM=\(te))")
+                }
                 print(String(format: "masked %d of %d units (%.2f%%)", masked, total, 100 * Double(masked) / Double(max(1, total))))
                 for c in counts where c.masked > 0 { print("  \(c.site): \(c.masked)/\(c.total)") }
                 run = ErasedModel(name: "erased", source: maskPath, masks: file.maskSet(), maskFile: file,
-                                  eraseSeconds: cost.eraseSeconds, peakRSSMiB: cost.peakRSSMiB)
+                                  encoder: try file.textEncoder(base: encoder), eraseSeconds: cost.eraseSeconds, peakRSSMiB: cost.peakRSSMiB)
             } else {
                 // A weight method: the fine-tuned model itself, in the diffusers layout (F32: small updates survive).
                 let folder = (out as NSString).appendingPathComponent("model")
@@ -208,7 +215,7 @@ struct Erase: ParsableCommand {
                 log("no evaluation (needs a world concept, the detector and --eval-prompts > 0)")
             }
             try writeReport(Summary(options: o, history: eraser.history, cost: cost, maskedUnits: masked, totalUnits: total,
-                                    maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site.description, $0.masked) }),
+                                    maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site, $0.masked) }),
                                     evaluation: evaluation),
                             to: (out as NSString).appendingPathComponent("report.json"))
             print(String(format: "erasing took %.0f s, peak memory %.0f MiB", cost.eraseSeconds, cost.peakRSSMiB))

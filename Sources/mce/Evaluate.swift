@@ -63,10 +63,11 @@ struct Evaluate: ParsableCommand {
             let loader = try FluxWeightLoader(path: model)
             let base = FluxTransformer(weights: try loader.load(as: Float.self))
             let baseHash = try modelHash(model)
+            let encoder = try PromptEncoder()
             var runs: [ErasedModel] = []
-            if let m = masks { runs.append(try Self.load(m, as: .masks, base: base, baseHash: baseHash, option: "--masks")) }
-            if let e = erased { runs.append(try Self.load(e, as: .checkpoint, base: base, baseHash: baseHash, option: "--erased")) }
-            for c in compare { runs.append(try Self.load(c, as: nil, base: base, baseHash: baseHash, option: "--compare")) }
+            if let m = masks { runs.append(try Self.load(m, as: .masks, base: base, baseHash: baseHash, encoder: encoder, option: "--masks")) }
+            if let e = erased { runs.append(try Self.load(e, as: .checkpoint, base: base, baseHash: baseHash, encoder: encoder, option: "--erased")) }
+            for c in compare { runs.append(try Self.load(c, as: nil, base: base, baseHash: baseHash, encoder: encoder, option: "--compare")) }
             var names = Set<String>()
             for i in runs.indices {   // distinct column names
                 var n = runs[i].name, k = 2
@@ -77,7 +78,6 @@ struct Evaluate: ParsableCommand {
             var p = EvaluationProtocol()
             p.samples = samples; p.perClass = perClass; p.seed = seed; p.samplingSteps = steps; p.guidance = guidance
             p.realScenes = realScenes
-            let encoder = try PromptEncoder()
             let det = try SceneDetector(path: detector)
             let images = Evaluator.sampleCount(concepts: concepts, erasedModels: runs.count, protocol: p)
             log("evaluating \(concepts.map(\.name).joined(separator: ", ")): \(runs.map(\.name).joined(separator: ", ")) vs \(model), \(images) samples")
@@ -136,7 +136,8 @@ struct Evaluate: ParsableCommand {
     enum Kind { case masks, checkpoint }
 
     /// A mask file, an erase output folder (its masks.safetensors and report.json) or a checkpoint.
-    static func load(_ path: String, as kind: Kind?, base: FluxTransformer<Float>, baseHash: String, option: String) throws -> ErasedModel {
+    static func load(_ path: String, as kind: Kind?, base: FluxTransformer<Float>, baseHash: String, encoder: PromptEncoder,
+                     option: String) throws -> ErasedModel {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         guard fm.fileExists(atPath: path, isDirectory: &isDir) else { throw CLIError("\(option): \(path) does not exist") }
@@ -160,7 +161,7 @@ struct Evaluate: ParsableCommand {
             }
             let summary = (((isEraseDir ? maskInDir : path) as NSString).deletingLastPathComponent as NSString).appendingPathComponent("report.json")
             let cost = eraseCost(summary)
-            return ErasedModel(name: name, source: path, masks: file.maskSet(), maskFile: file,
+            return ErasedModel(name: name, source: path, masks: file.maskSet(), maskFile: file, encoder: try file.textEncoder(base: encoder),
                                eraseSeconds: cost?.eraseSeconds, peakRSSMiB: cost?.peakRSSMiB)
         }
         let loader: FluxWeightLoader
@@ -171,8 +172,17 @@ struct Evaluate: ParsableCommand {
             throw CLIError("\(option): \(path) has a different architecture from --model (\(loader.config) vs \(base.config))")
         }
         let cost = isWeightEraseDir ? eraseCost((path as NSString).appendingPathComponent("report.json")) : nil
+        // A baked checkpoint from `mce erase` with text-encoder sites has the erased text encoder beside it.
+        let bakedText = ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent("text_encoder")
+        var textEncoder: PromptEncoder?
+        if kind == .checkpoint || !isDir.boolValue || (path as NSString).lastPathComponent == "model",
+           fm.fileExists(atPath: (bakedText as NSString).appendingPathComponent("model.safetensors")) {
+            textEncoder = try PromptEncoder(directory: bakedText)
+            textEncoder!.paddedLength = encoder.paddedLength
+            log("\(option): using the erased text encoder \(bakedText) beside \(path)")
+        }
         return ErasedModel(name: name, source: path, model: FluxTransformer(weights: try loader.load(as: Float.self)),
-                           eraseSeconds: cost?.eraseSeconds, peakRSSMiB: cost?.peakRSSMiB)
+                           encoder: textEncoder, eraseSeconds: cost?.eraseSeconds, peakRSSMiB: cost?.peakRSSMiB)
     }
 
     struct EraseSummaryCost: Decodable { let cost: ErasureCost? }

@@ -172,14 +172,27 @@ final class EraserTests: XCTestCase {
 
     func testSiteSelection() throws {
         let cfg = BaseModelSpec.config(width: 64, doubleBlocks: 2, singleBlocks: 1)
-        XCTAssertEqual(try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: cfg),
+        XCTAssertEqual(try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: cfg, textEncoderLayers: 6),
                        ["transformer_blocks.0.ff", "transformer_blocks.1.ff", "transformer_blocks.0.ff_context",
                         "transformer_blocks.1.ff_context", "transformer_blocks.0.norm1_context", "transformer_blocks.1.norm1_context"])
-        XCTAssertEqual(try ErasureOptions.expandSites(["single_transformer_blocks.0.proj_mlp"], config: cfg), ["single_transformer_blocks.0.proj_mlp"])
-        XCTAssertThrowsError(try ErasureOptions.expandSites(["ffn"], config: cfg)) { XCTAssertTrue("\($0)".contains("unknown site 'ffn'")) }
-        XCTAssertThrowsError(try ErasureOptions.expandSites(["transformer_blocks.5.ff"], config: cfg)) {
+        XCTAssertEqual(try ErasureOptions.expandSites(["single_transformer_blocks.0.proj_mlp"], config: cfg, textEncoderLayers: 6), ["single_transformer_blocks.0.proj_mlp"])
+        XCTAssertThrowsError(try ErasureOptions.expandSites(["ffn"], config: cfg, textEncoderLayers: 6)) { XCTAssertTrue("\($0)".contains("unknown site 'ffn'")) }
+        XCTAssertThrowsError(try ErasureOptions.expandSites(["transformer_blocks.5.ff"], config: cfg, textEncoderLayers: 6)) {
             XCTAssertTrue("\($0)".contains("does not exist"), "\($0)")
         }
+        // Text-encoder sites: the kind expands to every MiniLM layer; names are checked against the layer count.
+        var o = ErasureOptions()
+        o.sites = try ErasureOptions.expandSites(["ff_context,text_ff"], config: cfg, textEncoderLayers: 3)
+        XCTAssertEqual(o.sites, ["transformer_blocks.0.ff_context", "transformer_blocks.1.ff_context", "text_encoder.encoder.layer.0.intermediate",
+                                 "text_encoder.encoder.layer.1.intermediate", "text_encoder.encoder.layer.2.intermediate"])
+        XCTAssertEqual(o.textEncoderLayers, [0, 1, 2])
+        XCTAssertEqual(try o.maskSites(config: cfg), [MaskSite(.ffContext, block: 0), MaskSite(.ffContext, block: 1)])
+        XCTAssertEqual(try ErasureOptions.expandSites(["text_encoder.encoder.layer.5.intermediate"], config: cfg, textEncoderLayers: 6),
+                       ["text_encoder.encoder.layer.5.intermediate"])
+        XCTAssertThrowsError(try ErasureOptions.expandSites(["text_encoder.encoder.layer.6.intermediate"], config: cfg, textEncoderLayers: 6)) {
+            XCTAssertTrue("\($0)".contains("the text encoder has 6 layers"), "\($0)")
+        }
+        XCTAssertNil(TextEncoderSite.layer(of: "text_encoder.encoder.layer.01.intermediate"))
     }
 
     // MARK: the loop
@@ -189,7 +202,7 @@ final class EraserTests: XCTestCase {
         let encoder = try XCTUnwrap(Self.encoder, "MiniLM not found: run scripts/fetch_minilm.sh")
         var o = ErasureOptions()
         o.concepts = [try ConceptSpec.resolve("cat")]
-        o.sites = try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: model.config)
+        o.sites = try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: model.config, textEncoderLayers: 6)
         o.samplingSteps = 3; o.iterations = 6; o.batch = 2; o.beta = 0.5; o.guidance = guidance; o.relaxation = relaxation
         o.lr = 0.5; o.seed = 4; o.adamEps = adamEps
         let items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: 3, neutralCount: 3, target: o.target, seed: 4)
@@ -285,12 +298,58 @@ final class ErasureMethodTests: XCTestCase {
         var o = ErasureOptions()
         o.method = method
         o.concepts = [try ConceptSpec.resolve("cat")]
-        o.sites = try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: model.config)
+        o.sites = try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: model.config, textEncoderLayers: 6)
         o.samplingSteps = 3; o.iterations = 6; o.batch = 2; o.beta = 0.5; o.guidance = guidance; o.relaxation = .sigmoid
         o.lr = method.defaultLearningRate; o.seed = 4
         o.initLogit = 0     // masks at ½: the masked model is far from the original, so the loss is well above rounding
         let items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: 3, neutralCount: 3, target: o.target, seed: 4)
         return try Eraser(model: model, encoder: encoder, items: items, options: o)
+    }
+
+    /// Text-encoder sites: the logit gradient of MiniLM feed-forward masks — through the guided sampler, the
+    /// transformer's text inputs (hidden states and pooled embedding, the null prompt's rows included) and the
+    /// encoder — equals finite differences; runs with them are deterministic and resumable; other methods refuse them.
+    func testTextEncoderSiteGradientMatchesFiniteDifferencesAndResumes() throws {
+        let model = tinyModel(), encoder = try XCTUnwrap(Self.encoder)
+        // A random model hardly reads the pooled embedding; a stronger pooled path makes its gradient count.
+        let pooledIn = model.weights.top.textLinear1.w
+        for i in 0..<pooledIn.count { pooledIn[i] *= 30 }
+        func make(_ sites: String, method: ErasureMethod = .mask) throws -> Eraser {
+            var o = ErasureOptions()
+            o.method = method
+            o.concepts = [try ConceptSpec.resolve("cat")]
+            o.sites = try ErasureOptions.expandSites([sites], config: model.config, textEncoderLayers: encoder.miniLM.layerCount)
+            o.samplingSteps = 3; o.iterations = 6; o.batch = 2; o.beta = 0.5; o.guidance = 2; o.relaxation = .sigmoid
+            o.lr = 0.5; o.seed = 4; o.initLogit = 0
+            let items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: 3, neutralCount: 3, target: o.target, seed: 4)
+            return try Eraser(model: model, encoder: encoder, items: items, options: o)
+        }
+        let e = try make("ff_context,text_encoder.encoder.layer.1.intermediate,text_encoder.encoder.layer.4.intermediate")
+        XCTAssertEqual(e.sites, [MaskSite(.ffContext, block: 0)])
+        XCTAssertEqual(e.textLayers, [1, 4])
+        // The units with the largest gradients (most are ~1e-5, below what Float differences resolve).
+        let g = try e.probe(iteration: 1, parameter: 0, element: 0, delta: 0).grads
+        for p in [1, 2] {
+            let top = g[p].indices.sorted { abs(g[p][$0]) > abs(g[p][$1]) }.prefix(3)
+            try checkGradient(e, parameter: p, elements: Array(top), h: 2e-2)
+        }
+
+        let a = try make("text_ff"), b = try make("text_ff")
+        var la: [Double] = [], lb: [Double] = []
+        for _ in 0..<3 { la.append(try a.step().loss) }
+        try b.step()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mce-text-\(UUID().uuidString).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try b.saveState(to: path)
+        let c = try make("text_ff")
+        try c.loadState(from: path)
+        lb.append(b.history[0].loss)
+        for _ in 0..<2 { lb.append(try c.step().loss) }
+        XCTAssertEqual(la, lb)
+        XCTAssertEqual(a.textLogitArrays, c.textLogitArrays)
+        XCTAssertNotEqual(a.textLogitArrays[0]!, Array(repeating: 0, count: 1536), "text logits moved")
+
+        XCTAssertThrowsError(try make("ff,text_ff", method: .finetune)) { XCTAssertTrue("\($0)".contains("mask method only"), "\($0)") }
     }
 
     /// Central differences of the whole objective against the gradient the optimiser gets.

@@ -1,0 +1,97 @@
+import Foundation
+import SafeTensors
+import TextEncoder
+
+/// Mask sites on the text encoder: the feed-forward units (GELU outputs) of one MiniLM layer, named after
+/// the module in the encoder's state dict, `text_encoder.encoder.layer.<l>.intermediate`. The kind `text_ff`
+/// selects every layer. They act per token upstream of the transformer — before the first double block's
+/// attention reads the text keys and values, which no transformer site can reach selectively — so a unit
+/// that fires only on a concept word's tokens can be switched off without touching other prompts.
+public enum TextEncoderSite {
+    /// `--sites` kind: every layer's feed-forward units.
+    public static let kind = "text_ff"
+    static let prefix = "text_encoder.encoder.layer.", suffix = ".intermediate"
+
+    public static func name(layer: Int) -> String { "\(prefix)\(layer)\(suffix)" }
+
+    /// The layer a site name refers to, or nil when it is not a text-encoder site name.
+    public static func layer(of name: String) -> Int? {
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix) else { return nil }
+        let middle = name.dropFirst(prefix.count).dropLast(suffix.count)
+        guard let l = Int(middle), l >= 0, String(l) == middle else { return nil }
+        return l
+    }
+}
+
+public enum TextEncoderBaker {
+    /// Writes a copy of the MiniLM folder `source` to `destination` with binary feed-forward masks folded
+    /// into the weights: a removed unit j of layer l zeroes column j of `encoder.layer.<l>.output.dense.weight`
+    /// (its only consumer), so the copy encodes exactly what the masked encoder does in any BERT runtime
+    /// (transformers, sentence-transformers). Other files of the folder are copied as they are; the weights
+    /// file keeps its metadata plus `mce_baked`. Written to a hidden temporary folder and renamed into place;
+    /// an existing destination is replaced only when it is itself such a bake.
+    public static func bake(source: String, masks: [Int: [Float]], to destination: String) throws {
+        let fm = FileManager.default
+        let modelPath = (source as NSString).appendingPathComponent("model.safetensors")
+        let file: SafeTensorsFile
+        do { file = try SafeTensorsFile(path: modelPath) } catch {
+            throw ErasureError.io("cannot read the text encoder \(modelPath): \(error)")
+        }
+        var zeroed: [String: [Int]] = [:]
+        for (l, m) in masks {
+            if let bad = m.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+                throw ErasureError.badInput("text-encoder mask of layer \(l) must be binary, unit \(bad) is \(m[bad])")
+            }
+            let name = "encoder.layer.\(l).output.dense.weight"
+            guard file.contains(name), let info = try? file.info(name), info.shape.count == 2, info.shape[1] == m.count else {
+                throw ErasureError.badInput("the text encoder \(modelPath) has no [hidden, \(m.count)] tensor '\(name)' for the layer-\(l) mask")
+            }
+            guard info.dtype == .F32 else {
+                throw ErasureError.badInput("'\(name)' in \(modelPath) is \(info.dtype.rawValue); only F32 text encoders can be baked")
+            }
+            let off = m.indices.filter { m[$0] == 0 }
+            if !off.isEmpty { zeroed[name] = off }
+        }
+        if fm.fileExists(atPath: destination) {
+            let existing = (destination as NSString).appendingPathComponent("model.safetensors")
+            guard let f = try? SafeTensorsFile(path: existing), f.metadata[Baker.markerKey] != nil else {
+                throw ErasureError.io("\(destination) exists and is not a baked text encoder; choose another output folder")
+            }
+        }
+        let parent = (destination as NSString).deletingLastPathComponent
+        let tmp = (parent as NSString).appendingPathComponent(".\((destination as NSString).lastPathComponent).tmp-\(getpid())")
+        try? fm.removeItem(atPath: tmp)
+        do {
+            try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true)
+            for entry in try fm.contentsOfDirectory(atPath: source) where entry != "model.safetensors" && !entry.hasPrefix(".") {
+                try fm.copyItem(atPath: (source as NSString).appendingPathComponent(entry), toPath: (tmp as NSString).appendingPathComponent(entry))
+            }
+        } catch {
+            try? fm.removeItem(atPath: tmp)
+            throw ErasureError.io("cannot write the baked text encoder next to \(destination): \(error.localizedDescription)")
+        }
+        let units = zeroed.values.reduce(0) { $0 + $1.count }
+        var metadata = file.metadata
+        metadata[Baker.markerKey] = "\(units) feed-forward units zeroed in \(zeroed.count) layers"
+        var w = SafeTensorsWriter(metadata: metadata)
+        for info in file.tensors {
+            let raw = try file.rawBytes(info.name)
+            if let off = zeroed[info.name] {
+                var values = try file.floats(info.name)
+                let cols = info.shape[1]
+                for r in 0..<info.shape[0] { for j in off { values[r * cols + j] = 0 } }
+                w.add(info.name, shape: info.shape, floats: values)
+            } else {
+                w.add(info.name, shape: info.shape, dtype: info.dtype, bytes: Array(raw))
+            }
+        }
+        do {
+            try w.write(to: (tmp as NSString).appendingPathComponent("model.safetensors"))
+            if fm.fileExists(atPath: destination) { try fm.removeItem(atPath: destination) }
+            try fm.moveItem(atPath: tmp, toPath: destination)
+        } catch {
+            try? fm.removeItem(atPath: tmp)
+            throw ErasureError.io("cannot write the baked text encoder \(destination): \(error.localizedDescription)")
+        }
+    }
+}

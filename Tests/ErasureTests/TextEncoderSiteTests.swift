@@ -1,0 +1,78 @@
+import BaseModel
+import Flux
+import Foundation
+import SafeTensors
+import TextEncoder
+import XCTest
+
+@testable import Erasure
+
+/// Text-encoder mask sites in mask files, binarisation and the baked text encoder.
+final class TextEncoderSiteTests: XCTestCase {
+    static let encoder: PromptEncoder? = try? PromptEncoder()
+
+    func binary(_ n: Int, seed: Int) -> [Float] { (0..<n).map { ($0 * 7 + seed) % 5 == 0 ? 0 : 1 } }
+
+    func testMaskFileRoundTripAndMerge() throws {
+        let dir = try BakeFixtures.tempDir(self)
+        let logits: [Int: [Float]] = [2: (0..<1536).map { Float($0 % 9) - 4 }]
+        let file = MaskFile(masks: [MaskSite(.ff, block: 0): [1, 0, 1]], textLogits: logits,
+                            textMasks: [2: logits[2]!.map { $0 > 0 ? 1 : 0 }], metadata: ["concept": "cat"])
+        let path = dir + "/m.safetensors"
+        try file.write(to: path)
+        let names = try SafeTensorsFile(path: path).names
+        XCTAssertTrue(names.contains("text_encoder.encoder.layer.2.intermediate.mask"), "\(names)")
+        let back = try MaskFile.read(path)
+        XCTAssertEqual(back.textMasks, file.textMasks)
+        XCTAssertEqual(back.textLogits, file.textLogits)
+        XCTAssertEqual(back.masks, file.masks)
+        XCTAssertEqual(back.textMaskedCounts.map(\.masked), [file.textMasks[2]!.filter { $0 == 0 }.count])
+
+        let other = MaskFile(masks: [:], textMasks: [2: binary(1536, seed: 1), 5: binary(1536, seed: 3)], metadata: ["concept": "dog"])
+        let merged = try MaskFile.merge([file, other])
+        XCTAssertEqual(merged.textMasks[2]!, zip(file.textMasks[2]!, other.textMasks[2]!).map { $0 * $1 })
+        XCTAssertEqual(merged.textMasks[5]!, other.textMasks[5]!)
+
+        var bad = file
+        bad.textMasks[2]![4] = 0.5
+        XCTAssertTrue(errorText { try bad.write(to: dir + "/bad.safetensors") }.contains("only 0 or 1"))
+    }
+
+    func testBinarisationRanksTextUnitsWithTheRest() {
+        let site = MaskSite(.ff, block: 0)
+        let (m, t) = Binarisation.topGlobal(0.5).apply([site: [4, 3, -1, -2]], text: [0: [2, 1, -3, 0]])
+        XCTAssertEqual(m[site]!, [1, 1, 0, 0])
+        XCTAssertEqual(t[0]!, [1, 1, 0, 0])
+        let (m2, t2) = Binarisation.threshold(0).apply([site: [4, -3]], text: [1: [-1, 2]])
+        XCTAssertEqual(m2[site]!, [1, 0])
+        XCTAssertEqual(t2[1]!, [0, 1])
+    }
+
+    /// The baked copy of MiniLM (zeroed down-projection columns) encodes exactly what the masked encoder
+    /// computes, and `MaskFile.textEncoder` gives an encoder that applies the masks.
+    func testBakedTextEncoderEqualsMaskedEncoder() throws {
+        let base = try XCTUnwrap(Self.encoder, "MiniLM not found: run scripts/fetch_minilm.sh")
+        let masks = [1: binary(1536, seed: 2), 4: binary(1536, seed: 4)]
+        let dir = try BakeFixtures.tempDir(self), dest = dir + "/text_encoder"
+        try TextEncoderBaker.bake(source: base.miniLM.directory, masks: masks, to: dest)
+        let baked = try MiniLM(directory: dest)
+        let erased = try XCTUnwrap(try MaskFile(masks: [:], textMasks: masks).textEncoder(base: base))
+        XCTAssertEqual(erased.paddedLength, base.paddedLength)
+        for prompt in ["a red ankle boot on a blue background", "kitten"] {
+            let ids = try base.miniLM.tokenIds(prompt)
+            let b = try baked.encode(tokenIds: ids), m = try erased.miniLM.encode(tokenIds: ids)
+            XCTAssertEqual(b.hiddenStates, m.hiddenStates, prompt)
+            XCTAssertEqual(b.pooled, m.pooled, prompt)
+            XCTAssertNotEqual(b.hiddenStates, try base.miniLM.encode(tokenIds: ids).hiddenStates, "the masks change the encoding")
+        }
+        XCTAssertNotNil(try SafeTensorsFile(path: dest + "/model.safetensors").metadata[Baker.markerKey])
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dest + "/vocab.txt"))
+        // A second bake replaces the first; a folder that is not a bake is refused.
+        try TextEncoderBaker.bake(source: base.miniLM.directory, masks: [0: binary(1536, seed: 0)], to: dest)
+        try FileManager.default.createDirectory(atPath: dir + "/other", withIntermediateDirectories: true)
+        XCTAssertTrue(errorText { try TextEncoderBaker.bake(source: base.miniLM.directory, masks: masks, to: dir + "/other") }
+            .contains("not a baked text encoder"))
+        XCTAssertTrue(errorText { try TextEncoderBaker.bake(source: base.miniLM.directory, masks: [1: [1, 0.5]], to: dest) }
+            .contains("binary"))
+    }
+}
