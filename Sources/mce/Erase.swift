@@ -31,7 +31,7 @@ struct Erase: ParsableCommand {
     @Option(help: "Weight β of the preservation term.") var beta: Double = 1
     @Option(help: "Sampling steps N the loss backpropagates through.") var steps: Int = 20
     @Option(help: "Classifier-free guidance scale of the sampler (1 = off); the base model is sampled at 3.") var guidance: Double = BaseModelSpec.defaultGuidance
-    @Option(help: ArgumentHelp("Mask sites: kinds (\(MaskSite.Kind.allCases.map(\.rawValue).joined(separator: ", "))) or names, comma-separated."))
+    @Option(help: ArgumentHelp("Mask sites: kinds (\(MaskSite.Kind.allCases.map(\.rawValue).joined(separator: ", ")); \(TextEncoderSite.kind): the text encoder's feed-forward units, mask method only) or names, comma-separated."))
     var sites: String = ErasureOptions.defaultSiteKinds.joined(separator: ",")
     @Option(help: "Optimiser steps (default 60; 200 for esd).") var iterations: Int?
     @Option(help: "Passes over the prompts (alternative to --iterations).") var epochs: Int?
@@ -125,7 +125,7 @@ struct Erase: ParsableCommand {
                 log("resumed at iteration \(eraser.iteration)")
             }
             let nc = items.filter(\.isConcept).count
-            log("erasing \(o.concepts.map(\.name).joined(separator: ", ")) (method \(o.method.rawValue)): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(beta), N \(steps), guidance \(guidance), \(eraser.sites.count) sites (\(eraser.sites.map { $0.width(cfg) }.reduce(0, +)) units), \(o.iterations) iterations")
+            log("erasing \(o.concepts.map(\.name).joined(separator: ", ")) (method \(o.method.rawValue)): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(beta), N \(steps), guidance \(guidance), \(eraser.sites.count + eraser.textLayers.count) sites (\(eraser.sites.map { $0.width(cfg) }.reduce(0, +) + eraser.textLayers.count * encoder.miniLM.intermediateSize) units), \(o.iterations) iterations")
             let eraseStart = Date()
             let tp = Progress(total: eraser.pool.count * steps, label: "targets")
             try eraser.prepareTargets { d, _ in tp.update(d) }

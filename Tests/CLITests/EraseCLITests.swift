@@ -21,6 +21,8 @@ extension CLITests {
         try fails(["--concept", "cat", "--steps", "0"], "must be ≥ 1", exit: 64)
         try fails(["--concept", "cat", "--adam-eps", "0"], "--adam-eps must be > 0", exit: 64)
         try fails(["--concept", "cat", "--method", "prune"], "--method must be one of mask, per-step, finetune, esd")
+        try fails(["--concept", "cat", "--sites", "text_encoder.encoder.layer.9.intermediate"], "the text encoder has 6 layers")
+        try fails(["--concept", "cat", "--sites", "ff,text_ff", "--method", "finetune"], "mask method only")
         try fails(["--concept", "ꙮ"], "unknown")   // a character MiniLM's vocabulary lacks, in every generated prompt
         let prompts = dir.appendingPathComponent("p.txt").path
         try "a red dog on a blue background\n".write(toFile: prompts, atomically: true, encoding: .utf8)
@@ -68,6 +70,29 @@ extension CLITests {
         for f in ["report.json", "report.html", "summary.md", "grid-neutral.png"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: ev + "/" + f), f)
         }
+    }
+
+    /// Text-encoder sites end to end: the mask file holds them, OUT/text_encoder is the baked MiniLM, and
+    /// `mce evaluate` measures the masks and the baked pair (checkpoint + text encoder beside it) identically.
+    func testTextEncoderSitesEndToEnd() throws {
+        let out = dir.appendingPathComponent("erase-text").path
+        let r = try mce(["erase", "--model", baseModel, "--concept", "bag", "--out", out, "--iterations", "2", "--steps", "2",
+                         "--sites", "ff_context,text_ff", "--concept-prompts", "2", "--neutral-prompts", "2", "--eval-prompts", "0", "--lr", "4",
+                         "--binarise", "top-site:0.8"])   // two iterations mask nothing by threshold; this masks 20% per site
+        XCTAssertTrue(r.out.contains("baked text encoder: \(out)/text_encoder"), r.out)
+        let masks = try SafeTensorsFile(path: out + "/masks.safetensors")
+        XCTAssertTrue(masks.contains("text_encoder.encoder.layer.5.intermediate.logits") && masks.contains("transformer_blocks.1.ff_context.mask"))
+        XCTAssertTrue(try masks.doubles("text_encoder.encoder.layer.0.intermediate.logits").contains { $0 != 3 }, "the text logits moved")
+        XCTAssertEqual(try masks.doubles("text_encoder.encoder.layer.3.intermediate.mask").filter { $0 == 0 }.count, 307)
+        for f in ["model.safetensors", "vocab.txt"] { XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/text_encoder/" + f), f) }
+        let ev = dir.appendingPathComponent("evaluate-text").path
+        let e = try mce(["evaluate", "--model", baseModel, "--masks", out, "--compare", out + "/model", "--samples", "1", "--per-class", "1",
+                         "--steps", "2", "--real-scenes", "4", "--out", ev])
+        XCTAssertTrue(e.err.contains("using the erased text encoder"), e.err)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: ev + "/report.json"))) as! [String: Any]
+        let runs = report["runs"] as! [[String: Any]]
+        XCTAssertEqual(runs.count, 2)
+        XCTAssertEqual(runs[0]["metrics"] as? NSDictionary, runs[1]["metrics"] as? NSDictionary, "masked and baked measure the same")
     }
 
     func testEvaluateBadInput() throws {
