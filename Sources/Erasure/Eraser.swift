@@ -24,6 +24,11 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     /// 1e-8 Adam moves a logit at full speed however small its gradient; a larger ε moves only the units
     /// with large gradients (smaller masks). Optional so that files written before it existed still decode.
     public var adamEps: Double? = nil
+    /// Weight γ of an extra term for text-encoder sites: γ·mean over `textPreservePrompts` neutral captions of
+    /// the squared change of their text-encoder outputs (hidden states and pooled embedding). nil or 0: none
+    /// (the authors' objective). Optional so that files written before it existed still decode.
+    public var textPreserve: Double? = nil
+    public var textPreservePrompts: Int? = nil
     public var iterations = 60               // optimiser steps
     public var batch = 4                     // items per optimiser step (the authors accumulate 4)
     public var freshNoise = false            // false: one fixed x_T per prompt (the authors); true: new x_T per epoch
@@ -32,6 +37,8 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     public init() {}
 
     public var effectiveAdamEps: Double { adamEps ?? 1e-8 }
+    public var effectiveTextPreserve: Double { textPreserve ?? 0 }
+    public var effectiveTextPreservePrompts: Int { textPreservePrompts ?? 200 }
 
     /// The transformer's mask sites among `sites` (text-encoder sites are in `textEncoderLayers`).
     public func maskSites(config: FluxConfig) throws -> [MaskSite] {
@@ -84,6 +91,8 @@ public struct ErasureStepLog: Codable, Sendable {
     public let preserveLoss: Double     // mean MSE of neutral items to the original samples
     public let loss: Double             // erase + β·preserve
     public let expectedMasked: Int      // units whose noise-free multiplier is < ½ (0 for weight methods)
+    /// The text-preservation term (γ included; nil when the run has none).
+    public var textPreserveLoss: Double? = nil
 }
 
 /// Learns what `options.method` changes so that the model forgets the concepts. For `mask` (the product's
@@ -105,6 +114,9 @@ public final class Eraser {
     /// Text-encoder layers whose feed-forward units are masked (mask method only), and their logits.
     public let textLayers: [Int]
     public private(set) var textLogits: [Int: Buffer<Float>] = [:]
+    /// Neutral captions the text-preservation term keeps, and their original encodings.
+    public let textAnchors: [String]
+    private var anchorEncodings: [TextEncoding] = []
     public let schedule: FlowMatchSchedule
     public private(set) var logits: [MaskSite: Buffer<Float>] = [:]
     public private(set) var iteration = 0
@@ -137,6 +149,15 @@ public final class Eraser {
             if let bad = textLayers.first(where: { $0 >= encoder.miniLM.layerCount }) {
                 throw ErasureError.badArgument("--sites: '\(TextEncoderSite.name(layer: bad))' does not exist: the text encoder has \(encoder.miniLM.layerCount) layers")
             }
+        }
+        guard options.effectiveTextPreserve >= 0, options.effectiveTextPreserve.isFinite, options.effectiveTextPreservePrompts >= 1 else {
+            throw ErasureError.badArgument("--text-preserve must be ≥ 0 and finite and --text-preserve-prompts ≥ 1")
+        }
+        if options.effectiveTextPreserve > 0 && !textLayers.isEmpty {
+            textAnchors = try ErasurePrompts.world(concepts: options.concepts, conceptCount: 1, neutralCount: options.effectiveTextPreservePrompts,
+                                                   target: options.target, seed: options.seed ^ 0x7E47).filter { !$0.isConcept }.map(\.prompt)
+        } else {
+            textAnchors = []
         }
         schedule = try FlowMatchSchedule(steps: options.samplingSteps, shift: .none)
         if options.method.learnsMasks {
@@ -288,8 +309,9 @@ public final class Eraser {
         optimizer.lr = options.lr * min(1, Double(it + 1) / Double(max(1, options.warmup)))
         optimizer.update(parameters, r.grads)
         iteration += 1
-        let log = ErasureStepLog(iteration: iteration, eraseLoss: r.erase, preserveLoss: r.preserve, loss: r.loss,
+        var log = ErasureStepLog(iteration: iteration, eraseLoss: r.erase, preserveLoss: r.preserve, loss: r.loss,
                                  expectedMasked: expectedMasked)
+        log.textPreserveLoss = r.textPreserve
         history.append(log)
         return log
     }
@@ -322,7 +344,7 @@ public final class Eraser {
     }
 
     /// The objective and its gradient for each of `parameters` (same order).
-    struct Evaluation { let loss, erase, preserve: Double; let grads: [Buffer<Float>] }
+    struct Evaluation { var loss, erase, preserve: Double; var grads: [Buffer<Float>]; var textPreserve: Double? = nil }
 
     func lossAndGradient(at it: Int, logits: [MaskSite: Buffer<Float>], textLogits: [Int: Buffer<Float>],
                          progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
@@ -413,11 +435,40 @@ public final class Eraser {
                                           weightGradients: false, objective: objective, progress: progress,
                                           weightAccumulator: weightGrads)
         var grads = parameterGradients(masks: result.grads.masks, derivs: derivs)
+        var loss = result.loss, textPreserve: Double?
         if let text {
-            let dm = try textMaskGradients(text, grads: result.grads)
+            var dm = try textMaskGradients(text, grads: result.grads)
+            if !textAnchors.isEmpty {
+                let (l, g) = try textPreservation(masks: textMasks)
+                loss += l; textPreserve = l
+                for (layer, gl) in g { dm[layer] = zip(dm[layer]!, gl).map { $0 + $1 } }
+            }
             grads += textLayers.map { l in Buffer(zip(dm[l]!, textDerivs[l]!).map { $0 * $1 }) }
         }
-        return Evaluation(loss: result.loss, erase: parts.erase, preserve: parts.preserve, grads: grads)
+        return Evaluation(loss: loss, erase: parts.erase, preserve: parts.preserve, grads: grads, textPreserve: textPreserve)
+    }
+
+    /// γ·mean_k [mean((h_k − h'_k)²) + mean((p_k − p'_k)²)] over the anchor captions (h: hidden states, p: pooled
+    /// embedding; primed: the unmasked encoder) and its gradient w.r.t. the text-encoder multipliers.
+    func textPreservation(masks: [Int: [Float]]) throws -> (loss: Double, grads: [Int: [Float]]) {
+        let m = encoder.miniLM
+        let ids = try textAnchors.map { try m.tokenIds($0, allowUnknown: true) }
+        if anchorEncodings.isEmpty { anchorEncodings = try m.encode(batch: ids) }
+        let (encs, tape) = try m.encode(batch: ids, feedForwardMasks: masks, keepTape: true)
+        let gamma = options.effectiveTextPreserve, K = Double(encs.count)
+        var loss = 0.0, dHidden: [[Float]] = [], dPooled: [[Float]] = []
+        for (e, o) in zip(encs, anchorEncodings) {
+            var sh = 0.0, sp = 0.0
+            let nh = Double(e.hiddenStates.count), np = Double(e.pooled.count)
+            dHidden.append(zip(e.hiddenStates, o.hiddenStates).map { a, b in
+                let d = Double(a - b); sh += d * d; return Float(2 * gamma * d / (K * nh))
+            })
+            dPooled.append(zip(e.pooled, o.pooled).map { a, b in
+                let d = Double(a - b); sp += d * d; return Float(2 * gamma * d / (K * np))
+            })
+            loss += gamma * (sh / nh + sp / np) / K
+        }
+        return (loss, try m.feedForwardMaskGradients(tape: tape!, dHidden: dHidden, dPooled: dPooled))
     }
 
     /// Conditioning whose text comes from the masked text encoder, with the tape for its backward pass:

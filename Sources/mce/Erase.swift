@@ -39,6 +39,9 @@ struct Erase: ParsableCommand {
     @Option(help: "AdamW learning rate (default 0.5 on mask logits, 1e-4 for finetune and esd).") var lr: Double?
     @Option(help: "AdamW's ε (default 1e-8, PyTorch's and the authors'). Larger values (1e-6–1e-5) move only the mask logits with large gradients: smaller masks.")
     var adamEps: Double?
+    @Option(help: "With text-encoder sites: weight γ of an extra term that keeps the text encoder's outputs for --text-preserve-prompts neutral captions (0: none, the authors' objective).")
+    var textPreserve: Double?
+    @Option(help: "Neutral captions of the --text-preserve term (default 200).") var textPreservePrompts: Int?
     @Option(help: "Mask relaxation: hard-concrete or sigmoid.") var relaxation: String = "hard-concrete"
     @Option(help: "Binarisation: threshold[:T] (keep λ > T), top-site:F or top-global:F.") var binarise: String = "threshold:0"
     @Option(help: "Concept prompts generated per concept.") var conceptPrompts: Int = 20
@@ -64,6 +67,8 @@ struct Erase: ParsableCommand {
         if iterations != nil && epochs != nil { throw ValidationError("give --iterations or --epochs, not both") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be > 0") }
         if let adamEps, !(adamEps > 0 && adamEps.isFinite) { throw ValidationError("--adam-eps must be > 0 and finite, got \(adamEps)") }
+        if let textPreserve, !(textPreserve >= 0 && textPreserve.isFinite) { throw ValidationError("--text-preserve must be ≥ 0 and finite, got \(textPreserve)") }
+        if let textPreservePrompts, textPreservePrompts < 1 { throw ValidationError("--text-preserve-prompts must be ≥ 1") }
         if !eta.isFinite { throw ValidationError("--eta must be finite") }
         if !beta.isFinite { throw ValidationError("--beta must be finite, got \(beta)") }
         try checkGuidance(guidance)
@@ -90,6 +95,8 @@ struct Erase: ParsableCommand {
             o.relaxation = try MaskRelaxation.named(relaxation)
             o.lr = lr ?? o.method.defaultLearningRate; o.batch = batch; o.freshNoise = freshNoise; o.seed = seed
             o.adamEps = adamEps
+            o.textPreserve = textPreserve; o.textPreservePrompts = textPreservePrompts
+            if (textPreserve ?? 0) > 0 && o.textEncoderLayers.isEmpty { throw CLIError("--text-preserve needs text-encoder sites (--sites …,text_ff)") }
             let binarisation = try Binarisation.parse(binarise)
 
             var items: [ErasureItem]
@@ -132,7 +139,8 @@ struct Erase: ParsableCommand {
             let bar = Progress(total: o.iterations, label: "erase", initial: eraser.iteration)
             while eraser.iteration < o.iterations {
                 let l = try eraser.step()
-                bar.update(eraser.iteration, extra: String(format: "erase %.4f  preserve %.5f  masked %d", l.eraseLoss, l.preserveLoss, l.expectedMasked))
+                let text = l.textPreserveLoss.map { String(format: "  text %.5f", $0) } ?? ""
+                bar.update(eraser.iteration, extra: String(format: "erase %.4f  preserve %.5f", l.eraseLoss, l.preserveLoss) + text + "  masked \(l.expectedMasked)")
                 if eraser.iteration % checkpointEvery == 0 || eraser.iteration == o.iterations { try eraser.saveState(to: statePath) }
             }
 

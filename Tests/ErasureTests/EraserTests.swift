@@ -314,9 +314,10 @@ final class ErasureMethodTests: XCTestCase {
         // A random model hardly reads the pooled embedding; a stronger pooled path makes its gradient count.
         let pooledIn = model.weights.top.textLinear1.w
         for i in 0..<pooledIn.count { pooledIn[i] *= 30 }
-        func make(_ sites: String, method: ErasureMethod = .mask) throws -> Eraser {
+        func make(_ sites: String, method: ErasureMethod = .mask, textPreserve: Double? = nil) throws -> Eraser {
             var o = ErasureOptions()
             o.method = method
+            o.textPreserve = textPreserve; o.textPreservePrompts = 4
             o.concepts = [try ConceptSpec.resolve("cat")]
             o.sites = try ErasureOptions.expandSites([sites], config: model.config, textEncoderLayers: encoder.miniLM.layerCount)
             o.samplingSteps = 3; o.iterations = 6; o.batch = 2; o.beta = 0.5; o.guidance = 2; o.relaxation = .sigmoid
@@ -324,9 +325,14 @@ final class ErasureMethodTests: XCTestCase {
             let items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: 3, neutralCount: 3, target: o.target, seed: 4)
             return try Eraser(model: model, encoder: encoder, items: items, options: o)
         }
-        let e = try make("ff_context,text_encoder.encoder.layer.1.intermediate,text_encoder.encoder.layer.4.intermediate")
+        // With the text-preservation term (γ 0.3 on 4 neutral captions' encoder outputs) in the objective too.
+        let e = try make("ff_context,text_encoder.encoder.layer.1.intermediate,text_encoder.encoder.layer.4.intermediate", textPreserve: 0.3)
         XCTAssertEqual(e.sites, [MaskSite(.ffContext, block: 0)])
         XCTAssertEqual(e.textLayers, [1, 4])
+        XCTAssertEqual(e.textAnchors.count, 4)
+        let plain = try make("ff_context,text_encoder.encoder.layer.1.intermediate,text_encoder.encoder.layer.4.intermediate")
+        XCTAssertGreaterThan(try e.probe(iteration: 1, parameter: 0, element: 0, delta: 0).loss,
+                             try plain.probe(iteration: 1, parameter: 0, element: 0, delta: 0).loss, "the term adds to the loss")
         // The units with the largest gradients (most are ~1e-5, below what Float differences resolve).
         let g = try e.probe(iteration: 1, parameter: 0, element: 0, delta: 0).grads
         for p in [1, 2] {
