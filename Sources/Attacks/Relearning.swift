@@ -68,18 +68,20 @@ public struct RelearningAttack {
         let reference = Generator(model: base, encoder: encoder, steps: samplingSteps, guidanceScale: guidance)
         let originalRate = Metrics.detectionRate(detector.predict(try reference.images(prompts: prompts.map(\.text), seeds: prompts.map(\.seed))),
                                                  classes: Set(classes))
-        var variants: [(String, FluxWeights<Float>, MaskSet<Float>)] = []
+        // The erased model's transformer is fine-tuned behind its own text encoder (an erased one, when it has one).
+        let erasedEncoder = erased.encoder ?? encoder
+        var variants: [(String, FluxWeights<Float>, MaskSet<Float>, PromptEncoder)] = []
         let start = try (erased.model ?? base).weights.residentCopy()
         if !erased.masks.isEmpty {
-            variants.append(("masked units kept at zero", try start.residentCopy(), erased.masks))
+            variants.append(("masked units kept at zero", try start.residentCopy(), erased.masks, erasedEncoder))
             try MaskFolding.fold(erased.masks, into: start)
         }
-        variants.append(("free", start, MaskSet()))
-        if options.control { variants.append(("original (control)", try base.weights.residentCopy(), MaskSet())) }
+        variants.append(("free", start, MaskSet(), erasedEncoder))
+        if options.control { variants.append(("original (control)", try base.weights.residentCopy(), MaskSet(), encoder)) }
         var curves: [Curve] = []
-        for (name, weights, masks) in variants {
-            let points = try fineTune(weights: weights, masks: masks, scenes: scenes, prompts: prompts, classes: Set(classes),
-                                      detector: detector) { step, rate in
+        for (name, weights, masks, textEncoder) in variants {
+            let points = try fineTune(weights: weights, masks: masks, encoder: textEncoder, scenes: scenes, prompts: prompts,
+                                      classes: Set(classes), detector: detector) { step, rate in
                 progress?(String(format: "relearning (%@): %d steps, detection rate %.3f", name, step, rate))
             }
             let recovered = points.first { $0.asr >= 0.5 * originalRate && originalRate > 0 }?.budget
@@ -91,7 +93,7 @@ public struct RelearningAttack {
     /// Rectified-flow fine-tuning of every weight on the scenes (one batch of all k per step), the masks
     /// applied throughout; the detection rate on `prompts` after each checkpoint budget.
     func fineTune(
-        weights: FluxWeights<Float>, masks: MaskSet<Float>, scenes: [Scene], prompts: [EvaluationPrompt], classes: Set<Int>,
+        weights: FluxWeights<Float>, masks: MaskSet<Float>, encoder: PromptEncoder, scenes: [Scene], prompts: [EvaluationPrompt], classes: Set<Int>,
         detector: SceneDetector, report: (Int, Double) -> Void
     ) throws -> [AttackReport.CurvePoint] {
         let model = FluxTransformer(weights: weights)
