@@ -16,17 +16,26 @@
 // parallel regions of a forward pass, short enough not to burn a core for long after a run.
 #define SPIN_ITERATIONS 200000
 
+// One parallel region. It lives on the caller's stack; `pool.current` points at it while it runs, and the
+// caller returns only after every worker has let go of it (`pool.active` back to 0), so a worker that wakes
+// late can never take an index of a region that has ended or of the next one (each region has its own
+// counters).
+typedef struct {
+    mce_task_fn fn;
+    void *ctx;
+    long count;
+    _Atomic long next;            // next index to take
+    _Atomic long done;            // indices finished
+} job_t;
+
 static struct {
     int threads;                  // workers + caller
     pthread_t *ids;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
     _Atomic unsigned long generation;   // bumped to publish a job
-    mce_task_fn fn;
-    void *ctx;
-    long count;
-    _Atomic long next;            // next index to take
-    _Atomic long done;            // indices finished
+    _Atomic(job_t *) current;     // the running region, or NULL
+    _Atomic int active;           // workers between announcing themselves and letting go of `current`
     _Atomic int sleeping;
     pthread_mutex_t run_lock;     // one region at a time across caller threads
 } pool;
@@ -34,12 +43,12 @@ static struct {
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static _Thread_local int inside_task = 0;
 
-static void run_indices(void) {
+static void run_job(job_t *job) {
     long i;
     inside_task = 1;
-    while ((i = atomic_fetch_add(&pool.next, 1)) < pool.count) {
-        pool.fn(pool.ctx, i);
-        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+    while ((i = atomic_fetch_add(&job->next, 1)) < job->count) {
+        job->fn(job->ctx, i);
+        atomic_fetch_add_explicit(&job->done, 1, memory_order_release);
     }
     inside_task = 0;
 }
@@ -60,7 +69,12 @@ static void *worker_main(void *arg) {
             break;
         }
         seen = g;
-        run_indices();
+        // Announce first, then look (sequentially consistent, pairing with the caller's clear-then-wait):
+        // either the caller waits for this worker, or this worker sees the region gone.
+        atomic_fetch_add(&pool.active, 1);
+        job_t *job = atomic_load(&pool.current);
+        if (job) run_job(job);
+        atomic_fetch_sub(&pool.active, 1);
     }
     return NULL;
 }
@@ -94,19 +108,20 @@ void mce_workers_run(long count, mce_task_fn fn, void *ctx) {
         for (long i = 0; i < count; i++) fn(ctx, i);
         return;
     }
+    job_t job = {.fn = fn, .ctx = ctx, .count = count};
+    atomic_init(&job.next, 0);
+    atomic_init(&job.done, 0);
     pthread_mutex_lock(&pool.run_lock);
-    pool.fn = fn;
-    pool.ctx = ctx;
-    pool.count = count;
-    atomic_store(&pool.done, 0);
-    atomic_store(&pool.next, 0);
-    atomic_fetch_add_explicit(&pool.generation, 1, memory_order_release);
+    atomic_store(&pool.current, &job);
+    atomic_fetch_add(&pool.generation, 1);
     if (atomic_load(&pool.sleeping) > 0) {
         pthread_mutex_lock(&pool.mutex);
         pthread_cond_broadcast(&pool.wake);
         pthread_mutex_unlock(&pool.mutex);
     }
-    run_indices();
-    while (atomic_load_explicit(&pool.done, memory_order_acquire) < count) cpu_relax();
+    run_job(&job);
+    while (atomic_load_explicit(&job.done, memory_order_acquire) < count) cpu_relax();
+    atomic_store(&pool.current, NULL);
+    while (atomic_load(&pool.active) > 0) cpu_relax();
     pthread_mutex_unlock(&pool.run_lock);
 }
