@@ -256,35 +256,32 @@ public final class Eraser {
         var set = MaskSet<Float>(), derivs: [MaskSite: [Float]] = [:]
         guard options.method.learnsMasks else { return (set, derivs) }
         for (si, s) in sites.enumerated() {
-            var rng = SplitMix64(seed: options.seed ^ 0x4D41_534B ^ (UInt64(it) &* 0x1_0000_0001) ^ (UInt64(si) &* 0x9E37_79B9_7F4A_7C15))
-            let l = logits[s]!
-            let m = Buffer<Float>(uninitialized: l.count)
-            var d = [Float](repeating: 0, count: l.count)
-            for j in 0..<l.count {
-                let (v, dv) = options.relaxation.sample(logit: Double(l[j]), u: rng.uniform())
-                m[j] = Float(v); d[j] = Float(dv)
-            }
-            set[s] = m; derivs[s] = d
+            let (m, d) = draw(logits[s]!, site: si, iteration: it)
+            set[s] = Buffer(m); derivs[s] = d
         }
         return (set, derivs)
     }
 
-    /// Text-encoder multipliers and their derivatives for step `it` (the draws continue the transformer
+    /// Text-encoder multipliers and their derivatives for step `it` (their draws continue the transformer
     /// sites' numbering, so adding text sites leaves those draws unchanged).
     func sampledTextMasks(at it: Int, logits: [Int: Buffer<Float>]) -> (masks: [Int: [Float]], derivs: [Int: [Float]]) {
         var masks: [Int: [Float]] = [:], derivs: [Int: [Float]] = [:]
         for (k, layer) in textLayers.enumerated() {
-            let si = sites.count + k
-            var rng = SplitMix64(seed: options.seed ^ 0x4D41_534B ^ (UInt64(it) &* 0x1_0000_0001) ^ (UInt64(si) &* 0x9E37_79B9_7F4A_7C15))
-            let l = logits[layer]!
-            var m = [Float](repeating: 0, count: l.count), d = m
-            for j in 0..<l.count {
-                let (v, dv) = options.relaxation.sample(logit: Double(l[j]), u: rng.uniform())
-                m[j] = Float(v); d[j] = Float(dv)
-            }
-            masks[layer] = m; derivs[layer] = d
+            (masks[layer], derivs[layer]) = draw(logits[layer]!, site: sites.count + k, iteration: it)
         }
         return (masks, derivs)
+    }
+
+    /// One relaxed draw per unit of site number `si` at step `it` (a pure function of seed, step and site),
+    /// with d(multiplier)/d(logit).
+    func draw(_ l: Buffer<Float>, site si: Int, iteration it: Int) -> (masks: [Float], derivs: [Float]) {
+        var rng = SplitMix64(seed: options.seed ^ 0x4D41_534B ^ (UInt64(it) &* 0x1_0000_0001) ^ (UInt64(si) &* 0x9E37_79B9_7F4A_7C15))
+        var m = [Float](repeating: 0, count: l.count), d = m
+        for j in 0..<l.count {
+            let (v, dv) = options.relaxation.sample(logit: Double(l[j]), u: rng.uniform())
+            m[j] = Float(v); d[j] = Float(dv)
+        }
+        return (m, d)
     }
 
     /// Current logits as plain arrays.
