@@ -6,6 +6,7 @@ import Evaluation
 import Flux
 import Foundation
 import SafeTensors
+import TextEncoder
 import World
 
 struct Erase: ParsableCommand {
@@ -256,12 +257,19 @@ struct Masks: ParsableCommand {
         @Option(help: "Mask file.") var masks: String
         @Option(help: "Model to bake into.") var model: String = BaseModelSpec.defaultModelPath
         @Option(help: "Output (folder for a folder model, file for a single-file model).") var out: String
+        @Option(help: "Where the erased text encoder goes when the mask file has text-encoder sites (default: text_encoder beside --out, where `mce evaluate --erased OUT` looks for it).")
+        var textEncoderOut: String?
         func run() throws {
             try reportingErrors {
                 let loader = try FluxWeightLoader(path: model)
                 let file = try MaskFile.read(masks, config: loader.config)
                 try Baker.bake(model: model, masks: file, to: out)
                 print("baked \(masks) into \(out)")
+                if !file.textMasks.isEmpty {
+                    let te = textEncoderOut ?? ((out as NSString).deletingLastPathComponent as NSString).appendingPathComponent("text_encoder")
+                    try TextEncoderBaker.bake(source: MiniLM.defaultDirectory(), masks: file.textMasks, to: te)
+                    print("baked its text-encoder masks into \(te)")
+                }
             }
         }
     }

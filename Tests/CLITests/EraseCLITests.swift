@@ -87,6 +87,13 @@ extension CLITests {
         XCTAssertTrue(try masks.doubles("text_encoder.encoder.layer.0.intermediate.logits").contains { $0 != 3 }, "the text logits moved")
         XCTAssertEqual(try masks.doubles("text_encoder.encoder.layer.3.intermediate.mask").filter { $0 == 0 }.count, 307)
         for f in ["model.safetensors", "vocab.txt"] { XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/text_encoder/" + f), f) }
+        // `mce masks bake` writes the same erased text encoder beside its output.
+        let bk = dir.appendingPathComponent("bk").path
+        try FileManager.default.createDirectory(atPath: bk, withIntermediateDirectories: true)
+        let b = try mce(["masks", "bake", "--masks", out + "/masks.safetensors", "--model", baseModel, "--out", bk + "/model"])
+        XCTAssertTrue(b.out.contains("text-encoder masks into \(bk)/text_encoder"), b.out)
+        XCTAssertEqual(FileManager.default.contents(atPath: bk + "/text_encoder/model.safetensors"),
+                       FileManager.default.contents(atPath: out + "/text_encoder/model.safetensors"))
         let ev = dir.appendingPathComponent("evaluate-text").path
         let e = try mce(["evaluate", "--model", baseModel, "--masks", out, "--compare", out + "/model", "--samples", "1", "--per-class", "1",
                          "--steps", "2", "--real-scenes", "4", "--out", ev])
