@@ -15,8 +15,11 @@ settings=(
     "text-ff|--sites text_ff"
     "text-ff-beta5|--sites text_ff --beta 5"
     "text-ff-keep1|--sites text_ff --text-preserve 1"
+    "text-ff-keep3|--sites text_ff --text-preserve 3"
     "text-ff-keep10|--sites text_ff --text-preserve 10"
+    "text-ff-keep10-beta5|--sites text_ff --text-preserve 10 --beta 5"
     "text-ff-keep10-120it|--sites text_ff --text-preserve 10 --iterations 120"
+    "text-ff-layers01-keep10|--sites text_encoder.encoder.layer.0.intermediate,text_encoder.encoder.layer.1.intermediate --text-preserve 10"
 )
 runs=()
 for s in "${settings[@]}"; do
