@@ -341,6 +341,7 @@ final class ErasureMethodTests: XCTestCase {
         }
 
         let a = try make("text_ff"), b = try make("text_ff")
+        try a.prepareTargets(); try b.prepareTargets()
         var la: [Double] = [], lb: [Double] = []
         for _ in 0..<3 { la.append(try a.step().loss) }
         try b.step()
@@ -349,6 +350,7 @@ final class ErasureMethodTests: XCTestCase {
         try b.saveState(to: path)
         let c = try make("text_ff")
         try c.loadState(from: path)
+        try c.prepareTargets()
         lb.append(b.history[0].loss)
         for _ in 0..<2 { lb.append(try c.step().loss) }
         XCTAssertEqual(la, lb)
@@ -401,7 +403,11 @@ final class ErasureMethodTests: XCTestCase {
         let model = tinyModel()
         let before = try model.weights.residentCopy().allBuffers.map(\.array)
         for method in [ErasureMethod.esd, .finetune] {
+            // As `mce erase` does: every target first, in one canonical batching. (Targets computed lazily
+            // per optimiser step would come from different batches in a resumed run, and a row's GEMM
+            // rounding can depend on its batch.)
             let a = try eraser(model, method: method), b = try eraser(model, method: method)
+            try a.prepareTargets(); try b.prepareTargets()
             var la: [Double] = [], lb: [Double] = []
             for _ in 0..<3 { la.append(try a.step().loss) }
             lb.append(try b.step().loss)
@@ -410,6 +416,7 @@ final class ErasureMethodTests: XCTestCase {
             try b.saveState(to: path)
             let c = try eraser(model, method: method)
             try c.loadState(from: path)
+            try c.prepareTargets()
             for _ in 0..<2 { lb.append(try c.step().loss) }
             XCTAssertEqual(la, lb, "\(method): same seed, same losses, also across a saved state")
             XCTAssertEqual(a.trainable.map(\.buffer.array), c.trainable.map(\.buffer.array))
