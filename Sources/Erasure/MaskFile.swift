@@ -96,38 +96,11 @@ public struct MaskFile {
 
     /// Binary, finite, paired logits; with a config, sites and widths of that model.
     private func check(config: FluxConfig?) throws {
-        for site in MaskFile.sorted(masks.keys) {
-            let m = masks[site]!
-            if let bad = m.firstIndex(where: { $0 != 0 && $0 != 1 }) {
-                throw ErasureError.badInput("mask '\(site)' must hold only 0 or 1 (binary multipliers), but unit \(bad) is \(m[bad])")
-            }
+        for site in MaskFile.sorted(Set(masks.keys).union(logits.keys)) {
+            try MaskFile.checkSite("\(site)", mask: masks[site], logits: logits[site])
         }
-        for site in MaskFile.sorted(logits.keys) {
-            let l = logits[site]!
-            if let bad = l.firstIndex(where: { !$0.isFinite }) {
-                throw ErasureError.badInput("logits of '\(site)' must be finite, but unit \(bad) is \(l[bad])")
-            }
-            guard let m = masks[site] else {
-                throw ErasureError.badInput("site '\(site)' has logits but no mask ('\(site).mask' is missing)")
-            }
-            guard m.count == l.count else {
-                throw ErasureError.badInput("site '\(site)' has \(l.count) logits but \(m.count) mask values")
-            }
-        }
-        for layer in textMasks.keys.sorted() {
-            let m = textMasks[layer]!, site = TextEncoderSite.name(layer: layer)
-            if let bad = m.firstIndex(where: { $0 != 0 && $0 != 1 }) {
-                throw ErasureError.badInput("mask '\(site)' must hold only 0 or 1 (binary multipliers), but unit \(bad) is \(m[bad])")
-            }
-        }
-        for layer in textLogits.keys.sorted() {
-            let l = textLogits[layer]!, site = TextEncoderSite.name(layer: layer)
-            if let bad = l.firstIndex(where: { !$0.isFinite }) {
-                throw ErasureError.badInput("logits of '\(site)' must be finite, but unit \(bad) is \(l[bad])")
-            }
-            guard let m = textMasks[layer], m.count == l.count else {
-                throw ErasureError.badInput("site '\(site)' has \(l.count) logits but \(textMasks[layer]?.count ?? 0) mask values")
-            }
+        for layer in Set(textMasks.keys).union(textLogits.keys).sorted() {
+            try MaskFile.checkSite(TextEncoderSite.name(layer: layer), mask: textMasks[layer], logits: textLogits[layer])
         }
         guard let config else { return }
         for site in MaskFile.sorted(masks.keys) {
@@ -144,6 +117,23 @@ public struct MaskFile {
         }
     }
 
+    /// One site: a binary mask; finite logits, with a mask of their width.
+    private static func checkSite(_ site: String, mask: [Float]?, logits: [Float]?) throws {
+        if let m = mask, let bad = m.firstIndex(where: { $0 != 0 && $0 != 1 }) {
+            throw ErasureError.badInput("mask '\(site)' must hold only 0 or 1 (binary multipliers), but unit \(bad) is \(m[bad])")
+        }
+        guard let l = logits else { return }
+        if let bad = l.firstIndex(where: { !$0.isFinite }) {
+            throw ErasureError.badInput("logits of '\(site)' must be finite, but unit \(bad) is \(l[bad])")
+        }
+        guard let m = mask else {
+            throw ErasureError.badInput("site '\(site)' has logits but no mask ('\(site).mask' is missing)")
+        }
+        guard m.count == l.count else {
+            throw ErasureError.badInput("site '\(site)' has \(l.count) logits but \(m.count) mask values")
+        }
+    }
+
     // MARK: combining and summarising
 
     /// The masks of several concepts as one: a unit is kept only if every file keeps it (the product of
@@ -157,26 +147,8 @@ public struct MaskFile {
         var hashes = Set<String>()
         for (k, f) in files.enumerated() {
             try f.check(config: nil)
-            for (site, m) in f.masks {
-                if let acc = masks[site] {
-                    guard acc.count == m.count else {
-                        throw ErasureError.badInput("cannot merge: site '\(site)' has \(acc.count) units in an earlier file but \(m.count) in file \(k + 1)")
-                    }
-                    masks[site] = zip(acc, m).map { $0 * $1 }
-                } else {
-                    masks[site] = m
-                }
-            }
-            for (layer, m) in f.textMasks {
-                if let acc = textMasks[layer] {
-                    guard acc.count == m.count else {
-                        throw ErasureError.badInput("cannot merge: site '\(TextEncoderSite.name(layer: layer))' has \(acc.count) units in an earlier file but \(m.count) in file \(k + 1)")
-                    }
-                    textMasks[layer] = zip(acc, m).map { $0 * $1 }
-                } else {
-                    textMasks[layer] = m
-                }
-            }
+            try multiply(&masks, by: f.masks, file: k) { "\($0)" }
+            try multiply(&textMasks, by: f.textMasks, file: k) { TextEncoderSite.name(layer: $0) }
             if let list = f.metadata[Key.mergedFrom], let data = list.data(using: .utf8),
                let names = try? JSONDecoder().decode([String].self, from: data) {
                 concepts += names
@@ -192,6 +164,18 @@ public struct MaskFile {
         var metadata = [Key.mergedFrom: list]
         if let h = hashes.first { metadata[Key.modelHash] = h }
         return MaskFile(logits: [:], masks: masks, textMasks: textMasks, metadata: metadata)
+    }
+
+    /// acc[site] ← acc[site] ⊙ m for every site of `masks` (a site acc lacks is taken as it is); widths must agree.
+    private static func multiply<Site: Hashable>(_ acc: inout [Site: [Float]], by masks: [Site: [Float]], file k: Int,
+                                                 name: (Site) -> String) throws {
+        for (site, m) in masks {
+            guard let a = acc[site] else { acc[site] = m; continue }
+            guard a.count == m.count else {
+                throw ErasureError.badInput("cannot merge: site '\(name(site))' has \(a.count) units in an earlier file but \(m.count) in file \(k + 1)")
+            }
+            acc[site] = zip(a, m).map { $0 * $1 }
+        }
     }
 
     /// Units removed per site, sorted by site kind (MaskSite.Kind order) then block.
