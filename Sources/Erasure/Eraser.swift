@@ -449,8 +449,9 @@ public final class Eraser {
     /// embedding; primed: the unmasked encoder) and its gradient w.r.t. the text-encoder multipliers.
     func textPreservation(masks: [Int: [Float]]) throws -> (loss: Double, grads: [Int: [Float]]) {
         let m = encoder.miniLM
-        let ids = try textAnchors.map { try m.tokenIds($0, allowUnknown: true) }
-        if anchorEncodings.isEmpty { anchorEncodings = try m.encode(batch: ids) }
+        // The anchors are tokenized and encoded unmasked once; later steps reuse their token ids.
+        if anchorEncodings.isEmpty { anchorEncodings = try m.encode(batch: textAnchors.map { try m.tokenIds($0, allowUnknown: true) }) }
+        let ids = anchorEncodings.map(\.tokenIds)
         let (encs, tape) = try m.encode(batch: ids, feedForwardMasks: masks, keepTape: true)
         let gamma = options.effectiveTextPreserve, K = Double(encs.count)
         var loss = 0.0, dHidden: [[Float]] = [], dPooled: [[Float]] = []
