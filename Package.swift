@@ -104,7 +104,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["mce", "SafeTensors"]),
         .testTarget(name: "AttacksTests", dependencies: ["Attacks", "Evaluation", "Erasure", "Detector", "BaseModel", "Flux", "World", "TextEncoder"]),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "Erasure", "Detector", "BaseModel", "Flux", "World", "TestSupport"]),
-        .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Flux", "SafeTensors", "BLAS", "BaseModel", "World", "TestSupport"]),
+        .testTarget(name: "ErasureTests", dependencies: ["Erasure", "Flux", "SafeTensors", "BLAS", "BaseModel", "World", "TextEncoder", "TestSupport"]),
     ],
     // Kernels hand raw buffer pointers to worker threads by design; Swift 6's strict checking of that
     // would need an unsafe wrapper at every call, so the package builds in the Swift 5 language mode.

@@ -24,9 +24,10 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     /// 1e-8 Adam moves a logit at full speed however small its gradient; a larger ε moves only the units
     /// with large gradients (smaller masks). Optional so that files written before it existed still decode.
     public var adamEps: Double? = nil
-    /// Weight γ of an extra term for text-encoder sites: γ·mean over `textPreservePrompts` neutral captions of
-    /// the squared change of their text-encoder outputs (hidden states and pooled embedding). nil or 0: none
-    /// (the authors' objective). Optional so that files written before it existed still decode.
+    /// Weight γ of an extra term for text-encoder sites: γ·(mean over `textPreservePrompts` neutral captions of
+    /// the squared change of their text-encoder outputs (hidden states and pooled embedding) + the same for the
+    /// null prompt). nil or 0: none (the authors' objective). Optional so that files written before it existed
+    /// still decode.
     public var textPreserve: Double? = nil
     public var textPreservePrompts: Int? = nil
     public var iterations = 60               // optimiser steps
@@ -445,26 +446,31 @@ public final class Eraser {
         return Evaluation(loss: loss, erase: parts.erase, preserve: parts.preserve, grads: grads, textPreserve: textPreserve)
     }
 
-    /// γ·mean_k [mean((h_k − h'_k)²) + mean((p_k − p'_k)²)] over the anchor captions (h: hidden states, p: pooled
-    /// embedding; primed: the unmasked encoder) and its gradient w.r.t. the text-encoder multipliers.
-    func textPreservation(masks: [Int: [Float]]) throws -> (loss: Double, grads: [Int: [Float]]) {
+    /// γ·[mean_k D_k + D_null], D = mean((h − h')²) + mean((p − p')²) (h: hidden states, p: pooled embedding;
+    /// primed: the unmasked encoder), over the anchor captions k and the null prompt, and its gradient w.r.t. the
+    /// text-encoder multipliers. The null prompt weighs as much as all captions together: it is the unconditional
+    /// branch of every guided sample, so a change to it moves every prompt's image.
+    public func textPreservation(masks: [Int: [Float]]) throws -> (loss: Double, grads: [Int: [Float]]) {
         let m = encoder.miniLM
         // The anchors are tokenized and encoded unmasked once; later steps reuse their token ids.
-        if anchorEncodings.isEmpty { anchorEncodings = try m.encode(batch: textAnchors.map { try m.tokenIds($0, allowUnknown: true) }) }
+        if anchorEncodings.isEmpty {
+            anchorEncodings = try m.encode(batch: textAnchors.map { try m.tokenIds($0, allowUnknown: true) } + [[m.tokenizer.clsId, m.tokenizer.sepId]])
+        }
         let ids = anchorEncodings.map(\.tokenIds)
         let (encs, tape) = try m.encode(batch: ids, feedForwardMasks: masks, keepTape: true)
-        let gamma = options.effectiveTextPreserve, K = Double(encs.count)
+        let gamma = options.effectiveTextPreserve, K = Double(encs.count - 1)
         var loss = 0.0, dHidden: [[Float]] = [], dPooled: [[Float]] = []
-        for (e, o) in zip(encs, anchorEncodings) {
+        for (k, (e, o)) in zip(encs, anchorEncodings).enumerated() {
             var sh = 0.0, sp = 0.0
+            let w = gamma * (k == encs.count - 1 ? 1 : 1 / K)
             let nh = Double(e.hiddenStates.count), np = Double(e.pooled.count)
             dHidden.append(zip(e.hiddenStates, o.hiddenStates).map { a, b in
-                let d = Double(a - b); sh += d * d; return Float(2 * gamma * d / (K * nh))
+                let d = Double(a - b); sh += d * d; return Float(2 * w * d / nh)
             })
             dPooled.append(zip(e.pooled, o.pooled).map { a, b in
-                let d = Double(a - b); sp += d * d; return Float(2 * gamma * d / (K * np))
+                let d = Double(a - b); sp += d * d; return Float(2 * w * d / np)
             })
-            loss += gamma * (sh / nh + sp / np) / K
+            loss += w * (sh / nh + sp / np)
         }
         return (loss, try m.feedForwardMaskGradients(tape: tape!, dHidden: dHidden, dPooled: dPooled))
     }
