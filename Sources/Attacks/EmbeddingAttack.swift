@@ -60,10 +60,10 @@ public struct EmbeddingAttack {
                                      bgColor: Vocabulary.colors[pair.background].name)
     }
 
-    /// The prompt's encoding with `tokens` rows inserted after [CLS] (copies of the first word's state, a
-    /// neutral start), and the index of the first inserted row.
-    func startingEncoding(prompt: String) throws -> (TextEncoding, Int) {
-        let enc = try encoder.encode(prompt)
+    /// The prompt's encoding by `textEncoder` with `tokens` rows inserted after [CLS] (copies of the first
+    /// word's state, a neutral start), and the index of the first inserted row.
+    func startingEncoding(prompt: String, textEncoder: PromptEncoder) throws -> (TextEncoding, Int) {
+        let enc = try textEncoder.encode(prompt)
         let H = enc.hiddenSize, k = options.tokens, pos = 1
         let row = Array(enc.hiddenState(pos))
         let ids = [enc.tokenIds[0]] + Array(repeating: enc.tokenIds[pos], count: k) + Array(enc.tokenIds[1...])
@@ -80,7 +80,11 @@ public struct EmbeddingAttack {
             throw ErasureError.badArgument("embedding attack: tokens, batch and evaluation samples must be ≥ 1, lr > 0, budgets ≥ 0")
         }
         let conceptPrompt = prompt(classID: classID)
-        var (enc, pos) = try startingEncoding(prompt: conceptPrompt)
+        // The erased model is read through its own text encoder when it has one (masks on MiniLM): the attack
+        // starts from that encoder's encoding of the prompt, and its unconditional rows are that encoder's null
+        // prompt, as a user of the erased pair would sample it.
+        let erasedEncoder = erased.encoder ?? encoder
+        var (enc, pos) = try startingEncoding(prompt: conceptPrompt, textEncoder: erasedEncoder)
         let H = enc.hiddenSize, k = o.tokens
         let trainSeeds = (0..<o.batch).map { o.seed &+ 0xE4B0_0000 &+ UInt64(classID * 1000 + $0) }
         let evalSeeds = (0..<o.evalSamples).map { o.seed &+ 0xE4B1_0000 &+ UInt64(classID * 1000 + $0) }
@@ -91,7 +95,7 @@ public struct EmbeddingAttack {
         let originalRate = Metrics.detectionRate(detector.predict(originalImages), classes: [classID])
 
         let model = erased.model ?? base
-        let attacked = Generator(model: model, encoder: encoder, steps: samplingSteps, guidanceScale: guidance)
+        let attacked = Generator(model: model, encoder: erasedEncoder, steps: samplingSteps, guidanceScale: guidance)
         let tokens = Buffer<Float>(Array(enc.hiddenStates[(pos * H)..<((pos + k) * H)]))
         let pooled = Buffer<Float>(enc.pooled)
         let adamTokens = AdamW<Float>(lr: o.lr, weightDecay: 0), adamPooled = AdamW<Float>(lr: o.pooledLR, weightDecay: 0)
@@ -102,7 +106,7 @@ public struct EmbeddingAttack {
             BaseModelSpec.noise(seed: s).withUnsafeBufferPointer { (start.p + b * per).update(from: $0.baseAddress!, count: per) }
         }
         let target = Buffer<Float>(targets.flatMap { $0 })
-        let null = try encoder.encodeNull()
+        let null = try erasedEncoder.encodeNull()
 
         func current() -> TextEncoding {
             var states = enc.hiddenStates
@@ -127,7 +131,7 @@ public struct EmbeddingAttack {
             guard step < o.steps else { break }
             enc = current()
             let encs = Array(repeating: enc, count: o.batch) + (guidance != 1 ? Array(repeating: null, count: o.batch) : [])
-            let cond = try encoder.conditioning(encs, config: model.config, imageIds: BaseModelSpec.imageIds)
+            let cond = try erasedEncoder.conditioning(encs, config: model.config, imageIds: BaseModelSpec.imageIds)
             let sampler = CheckpointedSampler(transformer: model, cond: cond, schedule: schedule, masks: erased.masks, guidanceScale: guidance)
             let r = try sampler.gradient(start: start, maskGradients: [], objective: Objectives.meanSquaredError(target: target))
             guard r.loss.isFinite else { throw ErasureError.badInput("embedding attack diverged at step \(step)") }

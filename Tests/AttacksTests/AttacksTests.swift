@@ -92,6 +92,30 @@ final class StrongAttacksTests: XCTestCase {
         XCTAssertEqual(a.run.losses, b.run.losses)
     }
 
+    /// An erased model with its own text encoder (masks on MiniLM) is attacked through that encoder: the start
+    /// and the unconditional rows come from it, so the images at budget 0 are the erased pair's, not the base's.
+    func testEmbeddingAttackReadsTheErasedTextEncoder() throws {
+        let (base, det) = try AttacksTests.committed()
+        let encoder = try PromptEncoder()
+        func erasedEncoder(_ keep: Float) throws -> PromptEncoder {
+            let m = try MiniLM(directory: encoder.miniLM.directory)
+            try m.setFeedForwardMasks(Dictionary(uniqueKeysWithValues: (3..<6).map { ($0, [Float](repeating: keep, count: m.intermediateSize)) }))
+            let e = PromptEncoder(miniLM: m)
+            e.paddedLength = encoder.paddedLength
+            return e
+        }
+        var o = EmbeddingAttack.Options()
+        o.tokens = 2; o.checkpoints = [0]; o.batch = 1; o.evalSamples = 2
+        let attack = EmbeddingAttack(encoder: encoder, options: o, samplingSteps: 4, guidance: 3)
+        func images(_ e: PromptEncoder?) throws -> [RGBImage] {
+            try attack.run(classID: 9, base: base, erased: ErasedModel(name: "e", source: "test", encoder: e), detector: det).attacked
+        }
+        let plain = try images(nil)
+        // (Compared with == so that a failure does not print 6,000 pixel values.)
+        XCTAssertTrue(try images(erasedEncoder(1)) == plain, "an encoder with every unit kept is the base's")
+        XCTAssertTrue(try images(erasedEncoder(0)) != plain, "the erased encoder's encodings are the ones attacked")
+    }
+
     /// Fine-tuning the original on k real images of the concept: the control and the free variant start from the
     /// same weights, so their curves agree exactly; the concept is there from step 0 (recovered at once).
     func testRelearningOnTheOriginalModel() throws {
