@@ -25,9 +25,9 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     /// with large gradients (smaller masks). Optional so that files written before it existed still decode.
     public var adamEps: Double? = nil
     /// Weight γ of an extra term for text-encoder sites: γ·(mean over `textPreservePrompts` neutral captions of
-    /// the squared change of their text-encoder outputs (hidden states and pooled embedding) + the same for the
-    /// null prompt). nil or 0: none (the authors' objective). Optional so that files written before it existed
-    /// still decode.
+    /// the squared change of their text-encoder outputs (hidden states and pooled embedding, as the transformer's
+    /// first layers read them) + the same for the null prompt); see `Eraser.textPreservation`. nil or 0: none
+    /// (the authors' objective). Optional so that files written before it existed still decode.
     public var textPreserve: Double? = nil
     public var textPreservePrompts: Int? = nil
     public var iterations = 60               // optimiser steps
@@ -446,33 +446,47 @@ public final class Eraser {
         return Evaluation(loss: loss, erase: parts.erase, preserve: parts.preserve, grads: grads, textPreserve: textPreserve)
     }
 
-    /// γ·[mean_k D_k + D_null], D = mean((h − h')²) + mean((p − p')²) (h: hidden states, p: pooled embedding;
-    /// primed: the unmasked encoder), over the anchor captions k and the null prompt, and its gradient w.r.t. the
-    /// text-encoder multipliers. The null prompt weighs as much as all captions together: it is the unconditional
-    /// branch of every guided sample, so a change to it moves every prompt's image.
+    /// γ·[mean_k D_k + D_null] over the anchor captions k and the null prompt, and its gradient w.r.t. the
+    /// text-encoder multipliers. D is the squared change of the encoder's outputs as the transformer reads them:
+    /// D = mean((W_c·Δh)²) + mean((W_p·Δp)²), with Δh the change of the hidden states (each token), Δp that of
+    /// the pooled embedding, W_c the context embedder and W_p the pooled embedding's first layer. Measured there
+    /// rather than on Δh itself, the term ignores directions the transformer does not read (W_c has rank 256 of
+    /// 384) and weighs the ones it does by how strongly it reads them. The null prompt weighs as much as all
+    /// captions together: it is the unconditional branch of every guided sample, so a change to it moves every
+    /// prompt's image.
     public func textPreservation(masks: [Int: [Float]]) throws -> (loss: Double, grads: [Int: [Float]]) {
-        let m = encoder.miniLM
+        let m = encoder.miniLM, top = model.weights.top
         // The anchors are tokenized and encoded unmasked once; later steps reuse their token ids.
         if anchorEncodings.isEmpty {
             anchorEncodings = try m.encode(batch: textAnchors.map { try m.tokenIds($0, allowUnknown: true) } + [[m.tokenizer.clsId, m.tokenizer.sepId]])
         }
-        let ids = anchorEncodings.map(\.tokenIds)
-        let (encs, tape) = try m.encode(batch: ids, feedForwardMasks: masks, keepTape: true)
+        let (encs, tape) = try m.encode(batch: anchorEncodings.map(\.tokenIds), feedForwardMasks: masks, keepTape: true)
         let gamma = options.effectiveTextPreserve, K = Double(encs.count - 1)
         var loss = 0.0, dHidden: [[Float]] = [], dPooled: [[Float]] = []
         for (k, (e, o)) in zip(encs, anchorEncodings).enumerated() {
-            var sh = 0.0, sp = 0.0
             let w = gamma * (k == encs.count - 1 ? 1 : 1 / K)
-            let nh = Double(e.hiddenStates.count), np = Double(e.pooled.count)
-            dHidden.append(zip(e.hiddenStates, o.hiddenStates).map { a, b in
-                let d = Double(a - b); sh += d * d; return Float(2 * w * d / nh)
-            })
-            dPooled.append(zip(e.pooled, o.pooled).map { a, b in
-                let d = Double(a - b); sp += d * d; return Float(2 * w * d / np)
-            })
-            loss += w * (sh / nh + sp / np)
+            let h = Self.readChange(zip(e.hiddenStates, o.hiddenStates).map { $0 - $1 }, through: top.contextEmbedder, weight: w)
+            let p = Self.readChange(zip(e.pooled, o.pooled).map { $0 - $1 }, through: top.textLinear1, weight: w)
+            dHidden.append(h.grad); dPooled.append(p.grad); loss += h.value + p.value
         }
         return (loss, try m.feedForwardMaskGradients(tape: tape!, dHidden: dHidden, dPooled: dPooled))
+    }
+
+    /// w·mean((Δ·Wᵀ)²) over the rows of Δ (each `lin.inDim` wide) and its gradient w.r.t. Δ: the change as the
+    /// layer that reads it sees it (W: [out, in], row-major as PyTorch stores it).
+    static func readChange(_ delta: [Float], through lin: LinearWeights<Float>, weight w: Double) -> (value: Double, grad: [Float]) {
+        let n = lin.inDim, o = lin.outDim, rows = delta.count / n
+        var y = [Float](repeating: 0, count: rows * o), g = [Float](repeating: 0, count: delta.count)
+        delta.withUnsafeBufferPointer { d in y.withUnsafeMutableBufferPointer { yp in
+            Gemm.run(transB: true, m: rows, n: o, k: n, a: d.baseAddress!, lda: n, b: lin.w.p, ldb: n, c: yp.baseAddress!, ldc: o)
+        } }
+        let count = Double(rows * o)
+        let value = w * y.reduce(0.0) { $0 + Double($1) * Double($1) } / count
+        let scale = Float(2 * w / count)
+        y.withUnsafeBufferPointer { yp in g.withUnsafeMutableBufferPointer { gp in
+            Gemm.run(m: rows, n: n, k: o, alpha: scale, a: yp.baseAddress!, lda: o, b: lin.w.p, ldb: n, c: gp.baseAddress!, ldc: n)
+        } }
+        return (value, g)
     }
 
     /// Conditioning whose text comes from the masked text encoder, with the tape for its backward pass:

@@ -40,7 +40,7 @@ struct Erase: ParsableCommand {
     @Option(help: "AdamW learning rate (default 0.5 on mask logits, 1e-4 for finetune and esd).") var lr: Double?
     @Option(help: "AdamW's ε (default 1e-8, PyTorch's and the authors'). Larger values (1e-6–1e-5) move only the mask logits with large gradients: smaller masks.")
     var adamEps: Double?
-    @Option(help: "With text-encoder sites: weight γ of an extra term that keeps the text encoder's outputs for --text-preserve-prompts neutral captions and for the null prompt, which weighs as much as all captions together (0: none, the authors' objective).")
+    @Option(help: "With text-encoder sites: weight γ of an extra term that keeps the text encoder's outputs, as the transformer reads them, for --text-preserve-prompts neutral captions and for the null prompt, which weighs as much as all captions together (0: none, the authors' objective).")
     var textPreserve: Double?
     @Option(help: "Neutral captions of the --text-preserve term (default 200).") var textPreservePrompts: Int?
     @Option(help: "Mask relaxation: hard-concrete or sigmoid.") var relaxation: String = "hard-concrete"
