@@ -102,6 +102,11 @@ extension CLITests {
         let runs = report["runs"] as! [[String: Any]]
         XCTAssertEqual(runs.count, 2)
         XCTAssertEqual(runs[0]["metrics"] as? NSDictionary, runs[1]["metrics"] as? NSDictionary, "masked and baked measure the same")
+        // The evaluation counts the text-encoder units with the transformer's, as the erase report does.
+        let erase = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as! [String: Any]
+        let cost = runs[0]["cost"] as! [String: Any]
+        XCTAssertEqual(cost["maskedUnits"] as? Int, erase["maskedUnits"] as? Int)
+        XCTAssertEqual((cost["maskedPerSite"] as? [String: Int])?["text_encoder.encoder.layer.3.intermediate"], 307)
     }
 
     func testEvaluateBadInput() throws {
