@@ -186,6 +186,11 @@ public struct MaskFile {
         }
     }
 
+    /// Units removed per site, transformer sites then text-encoder sites, by name: what reports count.
+    public var allMaskedCounts: [(site: String, masked: Int, total: Int)] {
+        maskedCounts.map { (site: $0.site.description, masked: $0.masked, total: $0.total) } + textMaskedCounts
+    }
+
     /// The text encoder these masks erase: a fresh copy of `base`'s MiniLM with the text-encoder masks
     /// applied to every encoding, or nil when the file has none (the erased model reads `base` as it is).
     public func textEncoder(base: PromptEncoder) throws -> PromptEncoder? {

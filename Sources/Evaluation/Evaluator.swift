@@ -156,10 +156,9 @@ public enum Evaluator {
             }
             var cost: EvaluationReport.Cost?
             if let f = run.maskFile {
-                // Transformer and text-encoder sites alike.
-                let counts = f.maskedCounts.map { ($0.site.description, $0.masked, $0.total) } + f.textMaskedCounts.map { ($0.site, $0.masked, $0.total) }
-                cost = .init(maskedUnits: counts.map(\.1).reduce(0, +), totalUnits: counts.map(\.2).reduce(0, +),
-                             maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.0, $0.1) }),
+                let counts = f.allMaskedCounts     // transformer and text-encoder sites alike
+                cost = .init(maskedUnits: counts.map(\.masked).reduce(0, +), totalUnits: counts.map(\.total).reduce(0, +),
+                             maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site, $0.masked) }),
                              eraseSeconds: run.eraseSeconds, peakRSSMiB: run.peakRSSMiB)
             } else if run.eraseSeconds != nil {     // a weight method's model: nothing masked, the run's cost known
                 cost = .init(maskedUnits: 0, totalUnits: 0, maskedPerSite: [:], eraseSeconds: run.eraseSeconds, peakRSSMiB: run.peakRSSMiB)

@@ -171,7 +171,7 @@ struct Erase: ParsableCommand {
                 let modelIsFolder = fm.fileExists(atPath: model, isDirectory: &isDir) && isDir.boolValue
                 let baked = (out as NSString).appendingPathComponent(modelIsFolder ? "model" : "model.safetensors")
                 try Baker.bake(model: model, masks: file, to: baked, extraMetadata: ["mce_masks": meta["concept"]!, "mce_base_model_sha256": meta["base_model_sha256"]!])
-                counts = file.maskedCounts.map { (site: $0.site.description, masked: $0.masked, total: $0.total) } + file.textMaskedCounts
+                counts = file.allMaskedCounts
                 masked = counts.map(\.masked).reduce(0, +); total = counts.map(\.total).reduce(0, +)
                 print("masks: \(maskPath)\nbaked checkpoint: \(baked)")
                 if !file.textMasks.isEmpty {
