@@ -62,7 +62,7 @@ public final class PromptEncoder: @unchecked Sendable {
         if !missing.isEmpty {
             let ids = try missing.map { p -> [Int] in
                 if p.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-                    return [miniLM.tokenizer.clsId, miniLM.tokenizer.sepId]
+                    return miniLM.tokenizer.emptyPromptIds
                 }
                 return try miniLM.tokenIds(p, allowUnknown: allowUnknown)
             }

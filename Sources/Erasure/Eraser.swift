@@ -458,7 +458,7 @@ public final class Eraser {
         let m = encoder.miniLM, top = model.weights.top
         // The anchors are tokenized and encoded unmasked once; later steps reuse their token ids.
         if anchorEncodings.isEmpty {
-            anchorEncodings = try m.encode(batch: textAnchors.map { try m.tokenIds($0, allowUnknown: true) } + [[m.tokenizer.clsId, m.tokenizer.sepId]])
+            anchorEncodings = try m.encode(batch: textAnchors.map { try m.tokenIds($0, allowUnknown: true) } + [m.tokenizer.emptyPromptIds])
         }
         let (encs, tape) = try m.encode(batch: anchorEncodings.map(\.tokenIds), feedForwardMasks: masks, keepTape: true)
         let gamma = options.effectiveTextPreserve, K = Double(encs.count - 1)
@@ -496,11 +496,11 @@ public final class Eraser {
     func maskedConditioning(_ prompts: [String], guided: Bool, masks: [Int: [Float]]) throws -> MaskedText {
         let m = encoder.miniLM
         var ids = try prompts.map { p -> [Int] in
-            p.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? [m.tokenizer.clsId, m.tokenizer.sepId] : try m.tokenIds(p, allowUnknown: true)
+            p.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? m.tokenizer.emptyPromptIds : try m.tokenIds(p, allowUnknown: true)
         }
         var rows = Array(prompts.indices)
         if guided {
-            ids.append([m.tokenizer.clsId, m.tokenizer.sepId])
+            ids.append(m.tokenizer.emptyPromptIds)
             rows += Array(repeating: prompts.count, count: prompts.count)
         }
         let (encs, tape) = try m.encode(batch: ids, feedForwardMasks: masks, keepTape: true)

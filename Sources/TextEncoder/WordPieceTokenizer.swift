@@ -30,6 +30,8 @@ public struct WordPieceTokenizer: Sendable {
     public let clsId: Int
     public let sepId: Int
     public let maskId: Int
+    /// The ids of the empty (null) prompt: [CLS] [SEP].
+    public var emptyPromptIds: [Int] { [clsId, sepId] }
     /// Words with more characters than this become [UNK] (BERT's max_input_chars_per_word).
     public let maxInputCharsPerWord = 100
 
