@@ -60,6 +60,16 @@ public struct EvaluationReport: Codable, Sendable {
         /// Whether the object / background colour asked for is the one the detector reads.
         public var objColorAccuracy: Double
         public var bgColorAccuracy: Double
+        /// The prompts (with their seeds) whose sample the detector reads as an erased class: for an erased
+        /// model, where the concept survives. nil in reports written before it was recorded.
+        public var detected: [PromptRef]?
+    }
+
+    /// A prompt and its seed, enough to regenerate the sample (`mce generate --prompt TEXT --seed SEED`).
+    public struct PromptRef: Codable, Sendable, Equatable {
+        public var text: String
+        public var seed: UInt64
+        public init(text: String, seed: UInt64) { self.text = text; self.seed = seed }
     }
 
     public struct NeutralMetrics: Codable, Sendable {

@@ -114,8 +114,9 @@ public enum Evaluator {
             for s in conceptSets {
                 let preds = detector.predict(pick(s))
                 let acc = Metrics.accuracies(preds, s.prompts)
+                let detected = zip(preds, s.prompts).filter { classes.contains($0.0.classID) }.map { EvaluationReport.PromptRef(text: $0.1.text, seed: $0.1.seed) }
                 setMetrics.append(.init(name: s.name, prompts: s.prompts.count, detectionRate: Metrics.detectionRate(preds, classes: classes),
-                                        objColorAccuracy: acc.objColor, bgColorAccuracy: acc.bgColor))
+                                        objColorAccuracy: acc.objColor, bgColorAccuracy: acc.bgColor, detected: detected))
                 pooled += zip(preds, s.prompts)
             }
             let imgs = pick(neutral)

@@ -174,6 +174,21 @@ enum HTMLReport {
             h += "</table>"
         }
 
+        // Where the concept survives: the prompts each erased model still draws it for.
+        if r.runs.contains(where: { $0.metrics.conceptSets.contains { !($0.detected ?? []).isEmpty } }) {
+            h += "<h2>Where the concept survives</h2><p class=\"small\">Prompts (and seeds) whose erased sample the detector still reads as the concept.</p>"
+            for run in r.runs {
+                let sets = run.metrics.conceptSets.filter { !($0.detected ?? []).isEmpty }
+                guard !sets.isEmpty else { continue }
+                h += "<h3>\(esc(run.name))</h3><ul class=\"small\">"
+                for s in sets {
+                    let list = (s.detected ?? []).map { "\(esc($0.text)) (seed \($0.seed))" }.joined(separator: "; ")
+                    h += "<li><b>\(esc(s.name))</b> (\((s.detected ?? []).count) of \(s.prompts)): \(list)</li>"
+                }
+                h += "</ul>"
+            }
+        }
+
         // Masked units per site.
         if let first = r.runs.first(where: { $0.cost != nil }), let cost = first.cost {
             let sites = cost.maskedPerSite.filter { $0.value > 0 }.keys.sorted()

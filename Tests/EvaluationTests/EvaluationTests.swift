@@ -96,6 +96,7 @@ final class EvaluationTests: XCTestCase {
         for run in r.runs {
             for (o, e) in zip(r.original.conceptSets, run.metrics.conceptSets) {
                 XCTAssertEqual(o.detectionRate, e.detectionRate); XCTAssertEqual(o.bgColorAccuracy, e.bgColorAccuracy)
+                XCTAssertEqual(o.detected, e.detected, "the same prompts still show the concept")
             }
             XCTAssertEqual(run.metrics.neutral.objectAccuracy, r.original.neutral.objectAccuracy)
             XCTAssertEqual(run.metrics.neutral.fidToReal!, r.original.neutral.fidToReal!, accuracy: 1e-9)
@@ -105,6 +106,14 @@ final class EvaluationTests: XCTestCase {
             XCTAssertEqual(run.comparison.neutralFIDToOriginal!, 0, accuracy: 1e-6)
             XCTAssertTrue(run.ripple.allSatisfy { $0.delta == 0 })
             XCTAssertEqual(run.ripple.count, 19)
+        }
+        // The detected prompts are exactly those of the set whose sample the detector reads as the concept.
+        let cat = try XCTUnwrap(ConceptSpec.resolve("cat").classID)
+        for (set, m) in zip(samples.filter { $0.name != "neutral" }, r.original.conceptSets) {
+            let preds = det.predict(set.original)
+            let expect = zip(preds, set.prompts).filter { $0.0.classID == cat }.map { EvaluationReport.PromptRef(text: $0.1.text, seed: $0.1.seed) }
+            XCTAssertEqual(m.detected, expect, set.name)
+            XCTAssertEqual(Double(expect.count) / Double(set.prompts.count), m.detectionRate, accuracy: 1e-12)
         }
         XCTAssertEqual(r.runs[0].cost?.maskedUnits, 0)
         XCTAssertEqual(r.runs[0].beta, 1)
