@@ -56,13 +56,16 @@ struct Erase: ParsableCommand {
     @Flag(help: "Continue from OUT/state.safetensors.") var resume = false
     @Option(help: "Iterations between state checkpoints.") var checkpointEvery: Int = 10
     @Option(help: "Prompts per concept set of the evaluation afterwards (`mce evaluate`'s protocol; 0 = no evaluation).") var evalPrompts: Int = EvaluationProtocol().samples
+    @Option(help: "Neutral prompts per other class in that evaluation (the protocol's 4; 16 measures neutral accuracy about twice as precisely).") var evalPerClass: Int = EvaluationProtocol().perClass
     @Option(help: "Detector weights for the filter and the evaluation.") var detector: String = SceneDetector.defaultPath
 
     func validate() throws {
         if concept.isEmpty { throw ValidationError("give at least one --concept") }
         if steps < 1 { throw ValidationError("--steps (sampling steps N) must be ≥ 1, got \(steps)") }
         if !(beta >= 0) { throw ValidationError("--beta must be ≥ 0, got \(beta)") }
-        if batch < 1 || checkpointEvery < 1 || evalPrompts < 0 { throw ValidationError("--batch and --checkpoint-every must be ≥ 1, --eval-prompts ≥ 0") }
+        if batch < 1 || checkpointEvery < 1 || evalPrompts < 0 || evalPerClass < 1 {
+            throw ValidationError("--batch, --checkpoint-every and --eval-per-class must be ≥ 1, --eval-prompts ≥ 0")
+        }
         if let i = iterations, i < 1 { throw ValidationError("--iterations must be ≥ 1") }
         if let e = epochs, e < 1 { throw ValidationError("--epochs must be ≥ 1") }
         if iterations != nil && epochs != nil { throw ValidationError("give --iterations or --epochs, not both") }
@@ -205,7 +208,7 @@ struct Erase: ParsableCommand {
             var evaluation: EvaluationReport?
             if evalPrompts > 0, let det = detectorModel, o.concepts.contains(where: { $0.classID != nil }) {
                 var p = EvaluationProtocol()
-                p.samples = evalPrompts; p.seed = seed; p.samplingSteps = steps; p.guidance = guidance
+                p.samples = evalPrompts; p.perClass = evalPerClass; p.seed = seed; p.samplingSteps = steps; p.guidance = guidance
                 let trained = items.filter { $0.isConcept && $0.classID != nil }.map {
                     EvaluationPrompt(text: $0.prompt, seed: $0.seed, classID: $0.classID!, objColor: $0.objColor ?? -1, bgColor: $0.bgColor ?? -1)
                 }

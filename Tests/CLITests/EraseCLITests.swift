@@ -20,6 +20,7 @@ extension CLITests {
         try fails(["--concept", "cat", "--beta=-1"], "--beta must be ≥ 0", exit: 64)
         try fails(["--concept", "cat", "--steps", "0"], "must be ≥ 1", exit: 64)
         try fails(["--concept", "cat", "--adam-eps", "0"], "--adam-eps must be > 0", exit: 64)
+        try fails(["--concept", "cat", "--eval-per-class", "0"], "--eval-per-class must be ≥ 1", exit: 64)
         try fails(["--concept", "cat", "--method", "prune"], "--method must be one of mask, per-step, finetune, esd")
         try fails(["--concept", "cat", "--sites", "text_encoder.encoder.layer.9.intermediate"], "the text encoder has 6 layers")
         try fails(["--concept", "cat", "--sites", "ff,text_ff", "--method", "finetune"], "mask method only")
@@ -79,7 +80,8 @@ extension CLITests {
     func testTextEncoderSitesEndToEnd() throws {
         let out = dir.appendingPathComponent("erase-text").path
         let r = try mce(["erase", "--model", baseModel, "--concept", "bag", "--out", out, "--iterations", "2", "--steps", "2",
-                         "--sites", "ff_context,text_ff", "--concept-prompts", "2", "--neutral-prompts", "2", "--eval-prompts", "0", "--lr", "4",
+                         "--sites", "ff_context,text_ff", "--concept-prompts", "2", "--neutral-prompts", "2", "--lr", "4",
+                         "--eval-prompts", "1", "--eval-per-class", "2",
                          "--binarise", "top-site:0.8"])   // two iterations mask nothing by threshold; this masks 20% per site
         XCTAssertTrue(r.out.contains("baked text encoder: \(out)/text_encoder"), r.out)
         let masks = try SafeTensorsFile(path: out + "/masks.safetensors")
@@ -107,6 +109,17 @@ extension CLITests {
         let cost = runs[0]["cost"] as! [String: Any]
         XCTAssertEqual(cost["maskedUnits"] as? Int, erase["maskedUnits"] as? Int)
         XCTAssertEqual((cost["maskedPerSite"] as? [String: Int])?["text_encoder.encoder.layer.3.intermediate"], 307)
+        // The erase run's own evaluation used the asked-for sizes: 1 prompt per concept set, 2 per neutral class.
+        let own = erase["evaluation"] as! [String: Any]
+        XCTAssertEqual((own["protocol"] as? [String: Any])?["perClass"] as? Int, 2)
+        let ownMetrics = (own["runs"] as! [[String: Any]])[0]["metrics"] as! [String: Any]
+        XCTAssertEqual((ownMetrics["neutral"] as? [String: Any])?["prompts"] as? Int, 2 * 19)
+        let sets = ownMetrics["conceptSets"] as! [[String: Any]]
+        XCTAssertEqual(sets.map { $0["name"] as? String }.last, "erase training prompts")
+        for set in sets {
+            let detected = set["detected"] as! [[String: Any]], n = set["prompts"] as! Int
+            XCTAssertEqual(Double(detected.count) / Double(n), set["detectionRate"] as! Double, accuracy: 1e-12)
+        }
     }
 
     func testEvaluateBadInput() throws {
