@@ -19,6 +19,9 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     public var initLogit = 3.0
     public var lr = 0.5
     public var warmup = 5
+    /// After the warm-up: constant (nil, the authors') or cosine decay to 0 at the last iteration, which lets the
+    /// logits settle instead of drifting at full speed to the end. Optional so that older files still decode.
+    public var lrSchedule: LRSchedule? = nil
     public var weightDecay = 0.01            // PyTorch's AdamW default, which the authors keep
     /// AdamW's ε; nil is PyTorch's 1e-8, which the authors keep. Mask-logit gradients are ~1e-6–1e-4, so at
     /// 1e-8 Adam moves a logit at full speed however small its gradient; a larger ε moves only the units
@@ -36,6 +39,20 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     public var seed: UInt64 = 0
     public var esdEta = 1.0                  // ESD's negative-guidance strength η
     public init() {}
+
+    public enum LRSchedule: String, Codable, Sendable, CaseIterable { case constant, cosine }
+
+    /// Learning rate of optimiser step `it` (0-based): linear warm-up, then constant or cosine to 0.
+    public func learningRate(at it: Int) -> Double {
+        let w = max(1, warmup)
+        if it < w { return lr * Double(it + 1) / Double(w) }
+        switch lrSchedule ?? .constant {
+        case .constant: return lr
+        case .cosine:
+            let t = Double(it - w + 1) / Double(max(1, iterations - w))
+            return lr * 0.5 * (1 + cos(Double.pi * min(1, t)))
+        }
+    }
 
     public var effectiveAdamEps: Double { adamEps ?? 1e-8 }
     public var effectiveTextPreserve: Double { textPreserve ?? 0 }
@@ -303,8 +320,7 @@ public final class Eraser {
     public func step(progress: ((Int, Int) -> Void)? = nil) throws -> ErasureStepLog {
         let it = iteration
         let r = try lossAndGradient(at: it, logits: logits, textLogits: textLogits, progress: progress)
-        // AdamW (constant rate after a linear warm-up).
-        optimizer.lr = options.lr * min(1, Double(it + 1) / Double(max(1, options.warmup)))
+        optimizer.lr = options.learningRate(at: it)
         optimizer.update(parameters, r.grads)
         iteration += 1
         var log = ErasureStepLog(iteration: iteration, eraseLoss: r.erase, preserveLoss: r.preserve, loss: r.loss,

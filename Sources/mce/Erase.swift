@@ -38,6 +38,8 @@ struct Erase: ParsableCommand {
     @Option(help: "Passes over the prompts (alternative to --iterations).") var epochs: Int?
     @Option(help: "Prompts per optimiser step.") var batch: Int = 4
     @Option(help: "AdamW learning rate (default 0.5 on mask logits, 1e-4 for finetune and esd).") var lr: Double?
+    @Option(help: "Learning rate after the 5-step warm-up: constant (the authors') or cosine (decays to 0 at the last iteration).")
+    var lrSchedule: String = "constant"
     @Option(help: "AdamW's ε (default 1e-8, PyTorch's and the authors'). Larger values (1e-6–1e-5) move only the mask logits with large gradients: smaller masks.")
     var adamEps: Double?
     @Option(help: "With text-encoder sites: weight γ of an extra term that keeps the text encoder's outputs, as the transformer reads them, for --text-preserve-prompts neutral captions and for the null prompt, which weighs as much as all captions together (0: none, the authors' objective).")
@@ -99,6 +101,10 @@ struct Erase: ParsableCommand {
             o.relaxation = try MaskRelaxation.named(relaxation)
             o.lr = lr ?? o.method.defaultLearningRate; o.batch = batch; o.freshNoise = freshNoise; o.seed = seed
             o.adamEps = adamEps
+            guard let schedule = ErasureOptions.LRSchedule(rawValue: lrSchedule) else {
+                throw CLIError("--lr-schedule must be constant or cosine, got '\(lrSchedule)'")
+            }
+            o.lrSchedule = schedule == .constant ? nil : schedule
             o.textPreserve = textPreserve; o.textPreservePrompts = textPreservePrompts
             if (textPreserve ?? 0) > 0 && o.textEncoderLayers.isEmpty { throw CLIError("--text-preserve needs text-encoder sites (--sites …,text_ff)") }
             let binarisation = try Binarisation.parse(binarise)

@@ -268,6 +268,24 @@ final class EraserTests: XCTestCase {
         }
     }
 
+    /// The learning rate: linear warm-up, then constant (the authors') or a cosine decay reaching 0 at the last
+    /// iteration; the default is not written, so older option files decode as constant.
+    func testLearningRateSchedules() throws {
+        var o = ErasureOptions()
+        o.lr = 0.5; o.warmup = 5; o.iterations = 65
+        for (it, rate) in [0.1, 0.2, 0.3, 0.4, 0.5].enumerated() { XCTAssertEqual(o.learningRate(at: it), rate, accuracy: 1e-12) }
+        XCTAssertEqual(o.learningRate(at: 64), 0.5)
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(o), as: UTF8.self).contains("lrSchedule"))
+        o.lrSchedule = .cosine
+        XCTAssertEqual(o.learningRate(at: 4), 0.5, accuracy: 1e-12, "the warm-up ends at the full rate")
+        XCTAssertEqual(o.learningRate(at: 34), 0.25, accuracy: 1e-12, "half the rate half-way through the decay")
+        XCTAssertEqual(o.learningRate(at: 64), 0, accuracy: 1e-12, "the last step does not move the logits")
+        let rates = (4..<65).map { o.learningRate(at: $0) }
+        XCTAssertEqual(rates, rates.sorted(by: >), "decays monotonically")
+        let back = try JSONDecoder().decode(ErasureOptions.self, from: JSONEncoder().encode(o))
+        XCTAssertEqual(back.lrSchedule, .cosine)
+    }
+
     /// The logit gradient the loop feeds AdamW equals finite differences of the whole objective (erase + β·preserve
     /// through the guided sampler), with the deterministic sigmoid relaxation. The loop's first step is plain
     /// sign-like Adam, so this is checked through a probe that reads the loss at perturbed logits.
