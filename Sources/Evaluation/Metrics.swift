@@ -64,5 +64,15 @@ public enum Metrics {
         return na > 0 && nb > 0 ? dot / (na * nb).squareRoot() : 0
     }
 
+    /// Wilson score interval (95% at z 1.96) of a rate measured as `rate` over `trials` samples: how far a
+    /// detection rate or accuracy on a few dozen prompts can be from the model's true rate (1 of 32 → 0.006–0.157).
+    public static func wilsonInterval(rate: Double, trials: Int, z: Double = 1.96) -> (lower: Double, upper: Double) {
+        guard trials > 0 else { return (0, 1) }
+        let n = Double(trials), p = (rate * n).rounded() / n, z2 = z * z
+        let denom = 1 + z2 / n, centre = (p + z2 / (2 * n)) / denom
+        let half = z * (p * (1 - p) / n + z2 / (4 * n * n)).squareRoot() / denom
+        return (max(0, centre - half), min(1, centre + half))
+    }
+
     static func fraction(_ ok: [Bool]) -> Double { ok.isEmpty ? 0 : Double(ok.filter { $0 }.count) / Double(ok.count) }
 }

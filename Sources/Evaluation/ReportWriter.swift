@@ -125,20 +125,28 @@ enum HTMLReport {
         // Key table.
         let t = p.thresholds
         h += "<h2>Results</h2><table><tr><th>metric</th><th>original</th>\(r.runs.map { "<th>\(esc($0.name))</th>" }.joined())<th>target</th></tr>"
-        func row(_ name: String, _ o: Double?, _ vals: [Double?], target: String = "", ok: ((Double) -> Bool)? = nil, digits: Int = 3) {
-            h += "<tr><td>\(esc(name))</td><td>\(o.map { fmt($0, digits) } ?? "–")</td>"
+        // `trials`: the rate is a share of that many samples; its 95% interval is shown under the value.
+        func row(_ name: String, _ o: Double?, _ vals: [Double?], target: String = "", ok: ((Double) -> Bool)? = nil, digits: Int = 3,
+                 trials: Int? = nil) {
+            func cell(_ v: Double) -> String {
+                guard let n = trials else { return fmt(v, digits) }
+                let ci = Metrics.wilsonInterval(rate: v, trials: n)
+                return "\(fmt(v, digits))<br><span class=\"small\">\(fmt(ci.lower, 2))–\(fmt(ci.upper, 2))</span>"
+            }
+            h += "<tr><td>\(esc(name))</td><td>\(o.map(cell) ?? "–")</td>"
             for v in vals {
                 let cls = v.flatMap { x in ok.map { $0(x) ? " class=\"ok\"" : " class=\"bad\"" } } ?? ""
-                h += "<td\(cls)>\(v.map { fmt($0, digits) } ?? "–")</td>"
+                h += "<td\(cls)>\(v.map(cell) ?? "–")</td>"
             }
             h += "<td>\(esc(target))</td></tr>"
         }
         for (i, s) in r.original.conceptSets.enumerated() {
             row("concept ACC, \(s.name)", s.detectionRate, r.runs.map { $0.metrics.conceptSets[i].detectionRate },
-                target: i == 0 ? "≤ \(fmt(t.conceptGone))" : "", ok: i == 0 ? { $0 <= t.conceptGone } : nil)
+                target: i == 0 ? "≤ \(fmt(t.conceptGone))" : "", ok: i == 0 ? { $0 <= t.conceptGone } : nil, trials: s.prompts)
         }
         row("neutral object accuracy", r.original.neutral.objectAccuracy, r.runs.map { $0.metrics.neutral.objectAccuracy },
-            target: "≥ original − \(fmt(t.neutralDrop))", ok: { $0 >= r.original.neutral.objectAccuracy - t.neutralDrop })
+            target: "≥ original − \(fmt(t.neutralDrop))", ok: { $0 >= r.original.neutral.objectAccuracy - t.neutralDrop },
+            trials: r.original.neutral.prompts)
         row("neutral object colour accuracy", r.original.neutral.objColorAccuracy, r.runs.map { $0.metrics.neutral.objColorAccuracy })
         row("neutral background colour accuracy", r.original.neutral.bgColorAccuracy, r.runs.map { $0.metrics.neutral.bgColorAccuracy })
         row("neutral SSIM to original", nil, r.runs.map { $0.comparison.neutralSSIM }, target: "≥ \(fmt(t.ssim))", ok: { $0 >= t.ssim })
@@ -153,7 +161,7 @@ enum HTMLReport {
         row("share of units masked (%)", nil, r.runs.map { $0.cost.map { 100 * Double($0.maskedUnits) / Double(max(1, $0.totalUnits)) } }, digits: 2)
         row("erase wall time (s)", nil, r.runs.map { $0.cost?.eraseSeconds }, digits: 0)
         row("erase peak RSS (MiB)", nil, r.runs.map { $0.cost?.peakRSSMiB }, digits: 0)
-        h += "</table><p class=\"small\">The detector reads real test scenes of the neutral classes with object accuracy \(fmt(r.realObjectAccuracy)).</p>"
+        h += "</table><p class=\"small\">Under each concept ACC and neutral accuracy: its 95% interval (Wilson) for that many prompts — the protocol's sets are small, so a target can be met or missed by chance. The detector reads real test scenes of the neutral classes with object accuracy \(fmt(r.realObjectAccuracy)).</p>"
 
         // Attacks.
         if !r.attackNames.isEmpty {

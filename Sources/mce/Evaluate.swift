@@ -198,10 +198,13 @@ func printSummary(_ r: EvaluationReport) {
     for run in r.runs {
         print("\(run.name):")
         for (o, e) in zip(r.original.conceptSets, run.metrics.conceptSets) {
-            print(String(format: "  concept ACC, %@: %.3f → %.3f", o.name, o.detectionRate, e.detectionRate))
+            let ci = Metrics.wilsonInterval(rate: e.detectionRate, trials: e.prompts)
+            print(String(format: "  concept ACC, %@: %.3f → %.3f (95%% interval %.3f–%.3f, %d prompts)", o.name, o.detectionRate, e.detectionRate,
+                         ci.lower, ci.upper, e.prompts))
         }
-        print(String(format: "  neutral object accuracy %.3f → %.3f, SSIM %.3f, feature distance %.4f, FID to original %.1f",
-                     r.original.neutral.objectAccuracy, run.metrics.neutral.objectAccuracy, run.comparison.neutralSSIM,
+        let n = run.metrics.neutral, ci = Metrics.wilsonInterval(rate: n.objectAccuracy, trials: n.prompts)
+        print(String(format: "  neutral object accuracy %.3f → %.3f (95%% interval %.3f–%.3f, %d prompts), SSIM %.3f, feature distance %.4f, FID to original %.1f",
+                     r.original.neutral.objectAccuracy, n.objectAccuracy, ci.lower, ci.upper, n.prompts, run.comparison.neutralSSIM,
                      run.comparison.neutralFeatureDistance, run.comparison.neutralFIDToOriginal ?? .nan))
         print(String(format: "  concept prompts: background colour kept %.3f, object colour kept %.3f",
                      run.metrics.conceptBgColorAccuracy, run.metrics.conceptObjColorAccuracy))

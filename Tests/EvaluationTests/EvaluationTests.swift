@@ -57,6 +57,16 @@ final class EvaluationTests: XCTestCase {
         }
     }
 
+    /// Wilson intervals against the textbook formula evaluated independently (Python, float64).
+    func testWilsonInterval() {
+        let one = Metrics.wilsonInterval(rate: 1.0 / 32, trials: 32)
+        XCTAssertEqual(one.lower, 0.0055377, accuracy: 1e-6); XCTAssertEqual(one.upper, 0.1574461, accuracy: 1e-6)
+        let half = Metrics.wilsonInterval(rate: 0.5, trials: 76)
+        XCTAssertEqual(half.lower, 0.3903240, accuracy: 1e-6); XCTAssertEqual(half.upper, 0.6096760, accuracy: 1e-6)
+        let none = Metrics.wilsonInterval(rate: 0, trials: 32)
+        XCTAssertEqual(none.lower, 0); XCTAssertEqual(none.upper, 0.1071827, accuracy: 1e-6)
+    }
+
     func testPromptSets() throws {
         var p = EvaluationProtocol()
         p.samples = 12; p.perClass = 3
