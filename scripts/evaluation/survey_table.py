@@ -2,6 +2,7 @@
 """Markdown table of several `mce erase` runs (their report.json), one row per run, with the issue's targets.
 
     python3 scripts/evaluation/survey_table.py out/survey/ankle-boot out/survey/bag …
+    python3 scripts/evaluation/survey_table.py --by-run out/combined-sites/ankle-boot/*   (first column: run folder)
 """
 import json
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 from comparison_table import detection_rate as acc
 
 
-def row(directory):
+def row(directory, by_run=False):
     path = Path(directory) / "report.json"
     if not path.is_file():
         sys.exit(f"{path}: no report (did `mce erase --out {directory}` finish?)")
@@ -26,19 +27,23 @@ def row(directory):
     ssim, bg = run["comparison"]["neutralSSIM"], run["metrics"]["conceptBgColorAccuracy"]
     t = run["targets"]        # the verdicts `mce evaluate` recorded against its protocol's thresholds
     met = [t["conceptWasThere"] and t["conceptGone"], t["neutralKept"], t["ssim"], t["background"]]
-    return (f"| {', '.join(e['concepts'])} | {a0:.3f} → {a1:.3f} | {s0:.3f} → {s1:.3f} | {n0:.3f} → {n1:.3f} "
+    label = Path(directory).name if by_run else ", ".join(e["concepts"])
+    return (f"| {label} | {a0:.3f} → {a1:.3f} | {s0:.3f} → {s1:.3f} | {n0:.3f} → {n1:.3f} "
             f"| {ssim:.3f} | {bg:.3f} | {r['maskedUnits']:,} of {r['totalUnits']:,} | {r['cost']['eraseSeconds']:.0f} "
             f"| {sum(met)} of 4 |")
 
 
 def main():
-    if len(sys.argv) < 2:
+    args = sys.argv[1:]
+    by_run = bool(args) and args[0] == "--by-run"
+    runs = args[1:] if by_run else args
+    if not runs:
         sys.exit(__doc__)
-    print("| concept | ACC training templates | ACC held-out synonyms | neutral object accuracy | neutral SSIM "
+    print(f"| {'run' if by_run else 'concept'} | ACC training templates | ACC held-out synonyms | neutral object accuracy | neutral SSIM "
           "| background kept | units masked | erase s | targets met |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for d in sys.argv[1:]:
-        print(row(d))
+    for d in runs:
+        print(row(d, by_run))
 
 
 if __name__ == "__main__":
