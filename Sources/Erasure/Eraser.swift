@@ -99,7 +99,11 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
         return out.filter { seen.insert($0).inserted }
     }
 
-    public static let defaultSiteKinds = ["ff", "ff_context", "norm1_context"]
+    /// The sites the authors mask: feed-forward units of both streams and the text stream's modulation outputs.
+    public static let authorsSiteKinds = ["ff", "ff_context", "norm1_context"]
+    /// Weight γ of the text-preservation term when text-encoder sites are masked and none is given: 1 balanced
+    /// erasure and the rest of the model best of the values measured (0.5, 1, 3, 10; roadmap, issue 5).
+    public static let defaultTextPreserve = 1.0
 }
 
 /// One optimiser step's figures.

@@ -32,8 +32,8 @@ struct Erase: ParsableCommand {
     @Option(help: "Weight β of the preservation term.") var beta: Double = 1
     @Option(help: "Sampling steps N the loss backpropagates through.") var steps: Int = 20
     @Option(help: "Classifier-free guidance scale of the sampler (1 = off); the base model is sampled at 3.") var guidance: Double = BaseModelSpec.defaultGuidance
-    @Option(help: ArgumentHelp("Mask sites: kinds (\(MaskSite.Kind.allCases.map(\.rawValue).joined(separator: ", ")); \(TextEncoderSite.kind): the text encoder's feed-forward units, mask method only) or names, comma-separated."))
-    var sites: String = ErasureOptions.defaultSiteKinds.joined(separator: ",")
+    @Option(help: ArgumentHelp("Mask sites: kinds (\(MaskSite.Kind.allCases.map(\.rawValue).joined(separator: ", ")); \(TextEncoderSite.kind): the text encoder's feed-forward units, mask method only) or names, comma-separated. Default: \(ErasureMethod.mask.defaultSiteKinds.joined(separator: ",")) (the authors' sites and the text encoder's units); \(ErasureOptions.authorsSiteKinds.joined(separator: ",")) for the other methods."))
+    var sites: String?
     @Option(help: "Optimiser steps (default 60; 200 for esd).") var iterations: Int?
     @Option(help: "Passes over the prompts (alternative to --iterations).") var epochs: Int?
     @Option(help: "Prompts per optimiser step.") var batch: Int = 4
@@ -42,7 +42,7 @@ struct Erase: ParsableCommand {
     var lrSchedule: String = "constant"
     @Option(help: "AdamW's ε (default 1e-8, PyTorch's and the authors'). Larger values (1e-6–1e-5) move only the mask logits with large gradients: smaller masks.")
     var adamEps: Double?
-    @Option(help: "With text-encoder sites: weight γ of an extra term that keeps the text encoder's outputs, as the transformer reads them, for --text-preserve-prompts neutral captions and for the null prompt, which weighs as much as all captions together (0: none, the authors' objective).")
+    @Option(help: "With text-encoder sites: weight γ of an extra term that keeps the text encoder's outputs, as the transformer reads them, for --text-preserve-prompts neutral captions and for the null prompt, which weighs as much as all captions together (0: none, the authors' objective; default \(ErasureOptions.defaultTextPreserve.formatted()) when text-encoder sites are masked).")
     var textPreserve: Double?
     @Option(help: "Neutral captions of the --text-preserve term (default 200).") var textPreservePrompts: Int?
     @Option(help: "Mask relaxation: hard-concrete or sigmoid.") var relaxation: String = "hard-concrete"
@@ -97,7 +97,8 @@ struct Erase: ParsableCommand {
             o.concepts = try concept.map { try ConceptSpec.resolve($0, synonyms: synonym) }
             o.target = try ErasureTarget.parse(target)
             o.beta = beta; o.samplingSteps = steps; o.guidance = guidance
-            o.sites = try ErasureOptions.expandSites([sites], config: cfg, textEncoderLayers: encoder.miniLM.layerCount)
+            o.sites = try ErasureOptions.expandSites([sites ?? o.method.defaultSiteKinds.joined(separator: ",")], config: cfg,
+                                                     textEncoderLayers: encoder.miniLM.layerCount)
             o.relaxation = try MaskRelaxation.named(relaxation)
             o.lr = lr ?? o.method.defaultLearningRate; o.batch = batch; o.freshNoise = freshNoise; o.seed = seed
             o.adamEps = adamEps
@@ -105,8 +106,10 @@ struct Erase: ParsableCommand {
                 throw CLIError("--lr-schedule must be constant or cosine, got '\(lrSchedule)'")
             }
             o.lrSchedule = schedule == .constant ? nil : schedule
-            o.textPreserve = textPreserve; o.textPreservePrompts = textPreservePrompts
             if (textPreserve ?? 0) > 0 && o.textEncoderLayers.isEmpty { throw CLIError("--text-preserve needs text-encoder sites (--sites …,text_ff)") }
+            // With text-encoder sites the term is on unless switched off (--text-preserve 0: the authors' objective).
+            let gamma = textPreserve ?? (o.textEncoderLayers.isEmpty ? 0 : ErasureOptions.defaultTextPreserve)
+            o.textPreserve = gamma > 0 ? gamma : nil; o.textPreservePrompts = textPreservePrompts
             let binarisation = try Binarisation.parse(binarise)
 
             var items: [ErasureItem]

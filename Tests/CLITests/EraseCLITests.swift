@@ -25,7 +25,7 @@ extension CLITests {
         try fails(["--concept", "cat", "--method", "prune"], "--method must be one of mask, per-step, finetune, esd")
         try fails(["--concept", "cat", "--sites", "text_encoder.encoder.layer.9.intermediate"], "the text encoder has 6 layers")
         try fails(["--concept", "cat", "--sites", "ff,text_ff", "--method", "finetune"], "mask method only")
-        try fails(["--concept", "cat", "--text-preserve", "1"], "--text-preserve needs text-encoder sites")
+        try fails(["--concept", "cat", "--sites", "ff", "--text-preserve", "1"], "--text-preserve needs text-encoder sites")
         try fails(["--concept", "cat", "--sites", "text_ff", "--text-preserve=-1"], "--text-preserve must be ≥ 0", exit: 64)
         try fails(["--concept", "ꙮ"], "unknown")   // a character MiniLM's vocabulary lacks, in every generated prompt
         let prompts = dir.appendingPathComponent("p.txt").path
@@ -51,6 +51,12 @@ extension CLITests {
         XCTAssertEqual(masks.metadata["concept"], "bag")
         XCTAssertNotNil(masks.metadata["base_model_sha256"])
         XCTAssertTrue(masks.contains("transformer_blocks.0.ff.logits") && masks.contains("transformer_blocks.1.norm1_context.mask"))
+        // The default sites are the authors' and the text encoder's units, with the text-preservation term at γ 1.
+        XCTAssertTrue(masks.contains("text_encoder.encoder.layer.5.intermediate.logits"))
+        XCTAssertFalse(masks.contains("transformer_blocks.0.attn.add_k_proj.logits"))
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as! [String: Any]
+        XCTAssertEqual((report["options"] as? [String: Any])?["textPreserve"] as? Double, 1)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/text_encoder/model.safetensors"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/model/config.json"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/model/diffusion_pytorch_model.safetensors"))
         let logits = try masks.doubles("transformer_blocks.0.ff.logits")
