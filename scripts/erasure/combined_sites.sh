@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Session 12's erasure settings for one concept: masks on the authors' transformer sites and on the text
+# encoder together, the balance of their terms, the learning-rate schedule, and the spread between seeds.
+# Each setting is one `mce erase --concept CONCEPT ARGS --eval-per-class 16` run, measured by its own
+# evaluation (the pinned protocol with 16 neutral prompts per class; the evaluation's prompts and seeds follow
+# --seed, so each seed is compared with the original on its own prompts). The table (out/.../summary.md) is
+# the one in the README, roadmap issue 5. About 9 minutes per run on 2 cores.
+#   scripts/erasure/combined_sites.sh [CONCEPT]      (default "ankle boot"; outputs under out/combined-sites/)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+concept=${1:-ankle boot}
+out=out/combined-sites/${concept// /-}
+swift build -c release --product mce >&2
+mkdir -p "$out"
+both="--sites ff,ff_context,norm1_context,text_ff"
+# name | extra arguments
+settings=(
+    "authors-sites|"
+    "text-ff-keep1|--sites text_ff --text-preserve 1"
+    "text-ff-keep1-seed1|--sites text_ff --text-preserve 1 --seed 1"
+    "both-keep1|$both --text-preserve 1"
+    "both-keep1-seed1|$both --text-preserve 1 --seed 1"
+    "both-keep1-seed2|$both --text-preserve 1 --seed 2"
+    "both-keep3|$both --text-preserve 3"
+    "both-keep1-beta2|$both --text-preserve 1 --beta 2"
+    "both-keep1-beta3|$both --text-preserve 1 --beta 3"
+    "both-keep1-cosine|$both --text-preserve 1 --lr-schedule cosine"
+    "both-keep1-cosine-120it|$both --text-preserve 1 --lr-schedule cosine --iterations 120"
+)
+runs=()
+for s in "${settings[@]}"; do
+    name=${s%%|*} args=${s#*|}
+    [ -f "$out/$name/report.json" ] || {
+        # shellcheck disable=SC2086
+        .build/release/mce erase --concept "$concept" $args --eval-per-class 16 --out "$out/$name" >&2
+    }
+    runs+=("$out/$name")
+done
+python3 scripts/evaluation/survey_table.py --by-run "${runs[@]}" | tee "$out/summary.md"
