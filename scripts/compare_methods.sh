@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# The robustness comparison: erases CONCEPT with the product's method (β 1, the default, and β 10) and the
-# three baselines (per-step, finetune, esd), all with their defaults otherwise, then measures all five with
-# one `mce evaluate --attacks all` (same prompts, seeds, attacks and budgets for every model).
+# The robustness comparison: erases CONCEPT with the product's method on the authors' sites (β 1 and β 10;
+# the sites the baselines default to, and mask's default until session 12), the product's method at its
+# current defaults (the authors' sites plus the text encoder's units), and the three baselines (per-step,
+# finetune, esd) with their defaults, then measures all with one `mce evaluate --attacks all` (same prompts,
+# seeds, attacks and budgets for every model). The README's table has the first five (measured before the
+# default changed); the mask-default column was added after it.
 #   scripts/compare_methods.sh "ankle boot" [OUT]      → OUT/evaluation/{report.html,report.json,summary.md}
 # Finished erase runs are reused (delete OUT/<method> to redo one). MCE_EVAL_ARGS adds evaluate options;
 # MCE overrides the binary (default .build/release/mce).
@@ -15,12 +18,16 @@ erase() {
     if [ -f "$out/$name/report.json" ]; then echo "reusing $out/$name"; return; fi
     "$mce" erase --concept "$concept" --eval-prompts 0 --out "$out/$name" "$@"
 }
-erase mask-b1
-erase mask-b10 --beta 10
+authors="--sites ff,ff_context,norm1_context"
+# shellcheck disable=SC2086
+erase mask-b1 $authors
+# shellcheck disable=SC2086
+erase mask-b10 --beta 10 $authors
+erase mask-default
 erase per-step --method per-step
 erase finetune --method finetune
 erase esd --method esd
 # shellcheck disable=SC2086
-"$mce" evaluate --concept "$concept" --compare "$out/mask-b1" "$out/mask-b10" "$out/per-step" "$out/finetune" "$out/esd" \
+"$mce" evaluate --concept "$concept" --compare "$out/mask-b1" "$out/mask-b10" "$out/per-step" "$out/finetune" "$out/esd" "$out/mask-default" \
     --attacks all --out "$out/evaluation" ${MCE_EVAL_ARGS:-}
 echo "table: $out/evaluation/summary.md"

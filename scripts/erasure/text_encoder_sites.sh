@@ -5,7 +5,8 @@
 # within about ±0.03 instead of ±0.06. Their summary.md files are the tables in the README, roadmap issue 5.
 #   scripts/erasure/text_encoder_sites.sh [CONCEPT]      (default "ankle boot"; outputs under out/text-sites/)
 # The rows with --text-preserve measured in session 10 used the term's first form (raw MiniLM outputs, no null
-# prompt); check out fd3ef62 to reproduce those.
+# prompt); check out fd3ef62 to reproduce those. Since session 12 γ defaults to 1 with text-encoder sites and
+# the default sites include them, so the rows name both explicitly.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 concept=${1:-ankle boot}
@@ -14,8 +15,8 @@ swift build -c release --product mce >&2
 mkdir -p "$out"
 # name | extra arguments (each run: `mce erase --concept CONCEPT ARGS`)
 settings=(
-    "authors-sites|"
-    "text-ff|--sites text_ff"
+    "authors-sites|--sites ff,ff_context,norm1_context"
+    "text-ff|--sites text_ff --text-preserve 0"
     "text-ff-keep0.5|--sites text_ff --text-preserve 0.5"
     "text-ff-keep1|--sites text_ff --text-preserve 1"
     "text-ff-keep3|--sites text_ff --text-preserve 3"
