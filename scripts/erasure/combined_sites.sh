@@ -22,10 +22,8 @@ settings=(
     "both-keep1-seed1|$both --text-preserve 1 --seed 1"
     "both-keep1-seed2|$both --text-preserve 1 --seed 2"
     "both-keep3|$both --text-preserve 3"
-    "both-keep1-beta2|$both --text-preserve 1 --beta 2"
     "both-keep1-beta3|$both --text-preserve 1 --beta 3"
     "both-keep1-cosine|$both --text-preserve 1 --lr-schedule cosine"
-    "both-keep1-cosine-120it|$both --text-preserve 1 --lr-schedule cosine --iterations 120"
 )
 runs=()
 for s in "${settings[@]}"; do
