@@ -41,7 +41,8 @@ public enum ErasureMethod: String, Codable, CaseIterable, Sendable {
     /// the product's method also the text encoder's feed-forward units (`text_ff`). On the committed model the
     /// authors' sites alone erase almost nothing (ACC 1.00 → 0.875): the concept reaches the image tokens
     /// through the text tokens' keys and values before any of them; with the text encoder's units added, ACC
-    /// falls to 0.03–0.09 (roadmap, issue 5). The baselines keep the authors' sites (text sites are mask-only).
+    /// falls to 0.03–0.28 over three seeds (roadmap, issue 5). The baselines keep the authors' sites (text sites
+    /// are mask-only).
     public var defaultSiteKinds: [String] {
         self == .mask ? ErasureOptions.authorsSiteKinds + [TextEncoderSite.kind] : ErasureOptions.authorsSiteKinds
     }
