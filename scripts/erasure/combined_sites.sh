@@ -15,7 +15,7 @@ mkdir -p "$out"
 both="--sites ff,ff_context,norm1_context,text_ff"
 # name | extra arguments
 settings=(
-    "authors-sites|"
+    "authors-sites|--sites ff,ff_context,norm1_context"
     "text-ff-keep1|--sites text_ff --text-preserve 1"
     "text-ff-keep1-seed1|--sites text_ff --text-preserve 1 --seed 1"
     "both-keep1|$both --text-preserve 1"
