@@ -25,13 +25,7 @@ settings=(
     "both-keep1-beta3|$both --text-preserve 1 --beta 3"
     "both-keep1-cosine|$both --text-preserve 1 --lr-schedule cosine"
 )
-runs=()
-for s in "${settings[@]}"; do
-    name=${s%%|*} args=${s#*|}
-    [ -f "$out/$name/report.json" ] || {
-        # shellcheck disable=SC2086
-        .build/release/mce erase --concept "$concept" $args --eval-per-class 16 --out "$out/$name" >&2
-    }
-    runs+=("$out/$name")
-done
+# shellcheck source=scripts/erasure/erase_settings.sh
+source scripts/erasure/erase_settings.sh
+erase_settings "$concept" "$out" "--eval-per-class 16" "${settings[@]}"
 python3 scripts/evaluation/survey_table.py --by-run "${runs[@]}" | tee "$out/summary.md"

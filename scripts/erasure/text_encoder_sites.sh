@@ -22,15 +22,9 @@ settings=(
     "text-ff-keep3|--sites text_ff --text-preserve 3"
     "text-ff-keep1-90it|--sites text_ff --text-preserve 1 --iterations 90"
 )
-runs=()
-for s in "${settings[@]}"; do
-    name=${s%%|*} args=${s#*|}
-    [ -f "$out/$name/report.json" ] || {
-        # shellcheck disable=SC2086
-        .build/release/mce erase --concept "$concept" $args --out "$out/$name" >&2
-    }
-    runs+=("$out/$name")
-done
+# shellcheck source=scripts/erasure/erase_settings.sh
+source scripts/erasure/erase_settings.sh
+erase_settings "$concept" "$out" "" "${settings[@]}"
 .build/release/mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" --out "$out/evaluate" >&2
 .build/release/mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" --per-class 16 --out "$out/evaluate-16" >&2
 cat "$out/evaluate/summary.md" "$out/evaluate-16/summary.md"

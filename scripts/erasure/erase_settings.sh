@@ -1,0 +1,17 @@
+# Sourced by the erasure scripts: one `mce erase` run per setting, reusing finished ones.
+#   erase_settings CONCEPT OUT "EXTRA ARGS" "name|args" …   → runs=(OUT/name …), in the settings' order
+# Each setting runs `.build/release/mce erase --concept CONCEPT ARGS EXTRA --out OUT/name` unless
+# OUT/name/report.json exists (delete the folder to redo one).
+erase_settings() {
+    local concept=$1 out=$2 extra=$3 s name args
+    shift 3
+    runs=()
+    for s in "$@"; do
+        name=${s%%|*} args=${s#*|}
+        [ -f "$out/$name/report.json" ] || {
+            # shellcheck disable=SC2086
+            .build/release/mce erase --concept "$concept" $args $extra --out "$out/$name" >&2
+        }
+        runs+=("$out/$name")
+    done
+}
