@@ -34,6 +34,12 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     public var textPreserve: Double? = nil
     public var textPreservePrompts: Int? = nil
     public var iterations = 60               // optimiser steps
+    /// The last `binaryFinish` optimiser steps run the binarised masks (λ > `finishThreshold`) forward, with the
+    /// noise-free relaxation's derivative as a straight-through gradient. The relaxed masks half-open the units
+    /// near the threshold that binarisation closes; these steps let the objective see and decide them. nil or 0:
+    /// none (the authors'). Optional so that older files still decode.
+    public var binaryFinish: Int? = nil
+    public var finishThreshold: Double? = nil    // the binarisation's threshold (nil: 0, the authors')
     public var batch = 4                     // items per optimiser step (the authors accumulate 4)
     public var freshNoise = false            // false: one fixed x_T per prompt (the authors); true: new x_T per epoch
     public var seed: UInt64 = 0
@@ -55,6 +61,8 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     }
 
     public var effectiveAdamEps: Double { adamEps ?? 1e-8 }
+    /// Whether optimiser step `it` (0-based) runs the binarised masks (see `binaryFinish`).
+    public func isBinaryStep(_ it: Int) -> Bool { it >= iterations - (binaryFinish ?? 0) }
     public var effectiveTextPreserve: Double { textPreserve ?? 0 }
     public var effectiveTextPreservePrompts: Int { textPreservePrompts ?? 200 }
 
@@ -159,6 +167,9 @@ public final class Eraser {
         guard options.esdEta.isFinite else { throw ErasureError.badArgument("--eta must be finite") }
         guard options.effectiveAdamEps > 0, options.effectiveAdamEps.isFinite else {
             throw ErasureError.badArgument("--adam-eps must be > 0 and finite, got \(options.effectiveAdamEps)")
+        }
+        guard (options.binaryFinish ?? 0) >= 0, (options.binaryFinish ?? 0) <= options.iterations, (options.finishThreshold ?? 0).isFinite else {
+            throw ErasureError.badArgument("--binary-finish must be between 0 and the iterations (\(options.iterations)), got \(options.binaryFinish ?? 0)")
         }
         guard items.contains(where: \.isConcept) else { throw ErasureError.badInput("no concept prompts: nothing to erase") }
         self.options = options; self.model = model; self.encoder = encoder; self.items = items
@@ -295,8 +306,13 @@ public final class Eraser {
     }
 
     /// One relaxed draw per unit of site number `si` at step `it` (a pure function of seed, step and site),
-    /// with d(multiplier)/d(logit).
+    /// with d(multiplier)/d(logit); in the binary finish, the binarised mask with the straight-through derivative.
     func draw(_ l: Buffer<Float>, site si: Int, iteration it: Int) -> (masks: [Float], derivs: [Float]) {
+        if options.isBinaryStep(it) {
+            let t = options.finishThreshold ?? 0
+            return (l.array.map { Double($0) > t ? 1 : 0 },
+                    l.array.map { Float(options.relaxation.sample(logit: Double($0) - t, u: 0.5).dLogit) })
+        }
         var rng = SplitMix64(seed: options.seed ^ 0x4D41_534B ^ (UInt64(it) &* 0x1_0000_0001) ^ (UInt64(si) &* 0x9E37_79B9_7F4A_7C15))
         var m = [Float](repeating: 0, count: l.count), d = m
         for j in 0..<l.count {

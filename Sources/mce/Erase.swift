@@ -36,6 +36,7 @@ struct Erase: ParsableCommand {
     var sites: String?
     @Option(help: "Optimiser steps (default 60; 200 for esd).") var iterations: Int?
     @Option(help: "Passes over the prompts (alternative to --iterations).") var epochs: Int?
+    @Option(help: "The last K optimiser steps run the binarised masks (straight-through gradient), so the objective decides the units near the threshold (0: none, the authors').") var binaryFinish: Int = 0
     @Option(help: "Prompts per optimiser step.") var batch: Int = 4
     @Option(help: "AdamW learning rate (default 0.5 on mask logits, 1e-4 for finetune and esd).") var lr: Double?
     @Option(help: "Learning rate after the 5-step warm-up: constant (the authors') or cosine (decays to 0 at the last iteration).")
@@ -111,6 +112,11 @@ struct Erase: ParsableCommand {
             let gamma = textPreserve ?? (o.textEncoderLayers.isEmpty ? 0 : ErasureOptions.defaultTextPreserve)
             o.textPreserve = gamma > 0 ? gamma : nil; o.textPreservePrompts = textPreservePrompts
             let binarisation = try Binarisation.parse(binarise)
+            if binaryFinish != 0 {
+                guard o.method.learnsMasks else { throw CLIError("--binary-finish is for mask methods, not \(o.method.rawValue)") }
+                guard case .threshold(let t) = binarisation else { throw CLIError("--binary-finish needs --binarise threshold[:T], not \(binarisation)") }
+                o.binaryFinish = binaryFinish; o.finishThreshold = t == 0 ? nil : t
+            }
 
             var items: [ErasureItem]
             if let file = prompts {

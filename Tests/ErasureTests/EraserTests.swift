@@ -286,6 +286,48 @@ final class EraserTests: XCTestCase {
         XCTAssertEqual(back.lrSchedule, .cosine)
     }
 
+    /// The binary finish: its steps run the binarised masks (λ > threshold) forward, so the loss is piecewise
+    /// constant in the logits and changes only when a unit crosses the threshold, and their gradient is the
+    /// straight-through one, d(loss)/d(mask) at the binary mask times the noise-free relaxation's derivative.
+    func testBinaryFinishRunsTheBinarisedMasks() throws {
+        let model = tinyModel()
+        func finishing(threshold: Double? = nil, initLogit: Double = 3) throws -> Eraser {
+            let e = try eraser(model)
+            var o = e.options
+            o.binaryFinish = 2; o.finishThreshold = threshold; o.initLogit = initLogit
+            return try Eraser(model: model, encoder: e.encoder, items: e.items, options: o)
+        }
+        let e = try finishing()
+        XCTAssertEqual((0..<6).map(e.options.isBinaryStep), [false, false, false, false, true, true])
+        // Logits 3 keep every unit: the binary step's loss is the unmasked model's, which a relaxed step reaches
+        // only with saturated logits (λ = 100 gives multipliers of exactly 1).
+        var saturated = e.options
+        saturated.binaryFinish = nil; saturated.initLogit = 100
+        let reference = try Eraser(model: model, encoder: e.encoder, items: e.items, options: saturated)
+        let l3 = try e.probe(iteration: 4).loss
+        XCTAssertEqual(l3, try reference.probe(iteration: 4).loss, accuracy: 1e-12)
+        XCTAssertNotEqual(l3, try e.probe(iteration: 3).loss, "a relaxed step draws noisy multipliers")
+        XCTAssertEqual(try e.probe(iteration: 4, parameter: 1, element: 7, delta: -2.9).loss, l3, "λ 0.1 still keeps the unit")
+        XCTAssertNotEqual(try e.probe(iteration: 4, parameter: 1, element: 7, delta: -3.1).loss, l3, "λ −0.1 masks it")
+        XCTAssertNotEqual(try finishing(threshold: 3.5).probe(iteration: 4).loss, l3, "a threshold above the logits masks every unit")
+        // Every unit kept at λ 0.5 and at λ 1.5: the same d(loss)/d(mask), times each λ's derivative.
+        let hc = MaskRelaxation.authors
+        let a = try finishing(initLogit: 0.5).probe(iteration: 4, parameter: 1, element: 0, delta: 0)
+        let b = try finishing(initLogit: 1.5).probe(iteration: 4, parameter: 1, element: 0, delta: 0)
+        XCTAssertEqual(a.loss, l3, accuracy: 1e-12)
+        let ratio = hc.sample(logit: 0.5, u: 0.5).dLogit / hc.sample(logit: 1.5, u: 0.5).dLogit
+        XCTAssertGreaterThan(ratio, 1.5)
+        XCTAssertGreaterThan(a.grads[1].map { abs($0) }.max()!, 0)
+        for (x, y) in zip(a.grads[1], b.grads[1]) { XCTAssertEqual(Double(x), Double(y) * ratio, accuracy: 1e-4 * abs(Double(x)) + 1e-12) }
+        // The option is part of the options file only when set, and is range-checked.
+        XCTAssertFalse(String(decoding: try JSONEncoder().encode(ErasureOptions()), as: UTF8.self).contains("binaryFinish"))
+        var bad = e.options
+        bad.binaryFinish = 7
+        XCTAssertThrowsError(try Eraser(model: model, encoder: e.encoder, items: e.items, options: bad)) {
+            XCTAssertTrue("\($0)".contains("--binary-finish"), "\($0)")
+        }
+    }
+
     /// The logit gradient the loop feeds AdamW equals finite differences of the whole objective (erase + β·preserve
     /// through the guided sampler), with the deterministic sigmoid relaxation. The loop's first step is plain
     /// sign-like Adam, so this is checked through a probe that reads the loss at perturbed logits.
