@@ -97,6 +97,15 @@ public struct EvaluationReport: Codable, Sendable {
         public var neutralFeatureDistance: Double
         public var neutralFIDToOriginal: Double?
         public var conceptSSIM: Double
+        /// Neutral object accuracy after − before on the same prompts and seeds, with its paired 95% interval
+        /// (nil in reports written before it existed).
+        public var neutralAccuracyChange: Change?
+    }
+
+    public struct Change: Codable, Sendable {
+        public var change: Double
+        public var lower: Double
+        public var upper: Double
     }
 
     public struct RippleRow: Codable, Sendable {

@@ -108,7 +108,8 @@ public enum Evaluator {
         let realAccuracy = Metrics.fraction(zip(realPreds, real).map { $0.classID == $1.classID })
         let realFeatures = detector.features(real.map(\.image))
 
-        func metrics(_ pick: (SampleSet) -> [RGBImage]) -> (EvaluationReport.ModelMetrics, [[Float]]) {
+        // Returns the metrics, the neutral samples' features and which neutral samples show the class asked for.
+        func metrics(_ pick: (SampleSet) -> [RGBImage]) -> (EvaluationReport.ModelMetrics, [[Float]], [Bool]) {
             var setMetrics: [EvaluationReport.SetMetrics] = []
             var pooled: [(DetectorPrediction, EvaluationPrompt)] = []
             for s in conceptSets {
@@ -129,9 +130,9 @@ public enum Evaluator {
                                          bgColorAccuracy: acc.bgColor, fidToReal: Metrics.fid(feats, realFeatures)),
                           perClass: Dictionary(uniqueKeysWithValues: perClass.map { (Vocabulary.classes[$0.key].name, $0.value) }),
                           conceptObjColorAccuracy: pooledColours.objColor, conceptBgColorAccuracy: pooledColours.bgColor),
-                    feats)
+                    feats, zip(preds, neutral.prompts).map { $0.classID == $1.classID })
         }
-        let (originalMetrics, originalFeatures) = metrics { $0.original }
+        let (originalMetrics, originalFeatures, originalCorrect) = metrics { $0.original }
 
         // Semantic nearness of every neutral class to the erased concepts (MiniLM, class names).
         let conceptEnc = try concepts.map { try encoder.encode($0.name, allowUnknown: true) }
@@ -143,13 +144,15 @@ public enum Evaluator {
 
         var runs: [EvaluationReport.RunResult] = []
         for (k, run) in erased.enumerated() {
-            let (m, feats) = metrics { $0.erased[k] }
+            let (m, feats, correct) = metrics { $0.erased[k] }
+            let change = Metrics.pairedChange(before: originalCorrect, after: correct)
             let conceptBefore = conceptSets.flatMap(\.original), conceptAfter = conceptSets.flatMap { $0.erased[k] }
             let comparison = EvaluationReport.Comparison(
                 neutralSSIM: Metrics.meanSSIM(neutral.original, neutral.erased[k]),
                 neutralFeatureDistance: Metrics.featureDistance(originalFeatures, feats),
                 neutralFIDToOriginal: Metrics.fid(feats, originalFeatures),
-                conceptSSIM: Metrics.meanSSIM(conceptBefore, conceptAfter))
+                conceptSSIM: Metrics.meanSSIM(conceptBefore, conceptAfter),
+                neutralAccuracyChange: .init(change: change.change, lower: change.lower, upper: change.upper))
             let ripple = neutralClasses.sorted { (similarity[$0]!, -$0) > (similarity[$1]!, -$1) }.map { c -> EvaluationReport.RippleRow in
                 let name = Vocabulary.classes[c].name
                 return .init(classID: c, name: name, similarity: similarity[c]!, before: originalMetrics.perClass[name] ?? 0,

@@ -74,5 +74,18 @@ public enum Metrics {
         return (max(0, centre - half), min(1, centre + half))
     }
 
+    /// Change of an accuracy measured twice on the same prompts and seeds (`before[i]`, `after[i]`: prompt i read
+    /// correctly), with its 95% interval (Wald, for paired proportions): only the prompts that flip carry
+    /// information, so the interval is much narrower than the two accuracies' own intervals suggest.
+    public static func pairedChange(before: [Bool], after: [Bool], z: Double = 1.96) -> (change: Double, lower: Double, upper: Double) {
+        precondition(before.count == after.count)
+        guard !before.isEmpty else { return (0, -1, 1) }
+        let n = Double(before.count)
+        let gained = Double(zip(before, after).filter { !$0 && $1 }.count), lost = Double(zip(before, after).filter { $0 && !$1 }.count)
+        let change = (gained - lost) / n
+        let half = z * max(0, gained + lost - (gained - lost) * (gained - lost) / n).squareRoot() / n
+        return (change, change - half, change + half)
+    }
+
     static func fraction(_ ok: [Bool]) -> Double { ok.isEmpty ? 0 : Double(ok.filter { $0 }.count) / Double(ok.count) }
 }

@@ -147,6 +147,14 @@ enum HTMLReport {
         row("neutral object accuracy", r.original.neutral.objectAccuracy, r.runs.map { $0.metrics.neutral.objectAccuracy },
             target: "≥ original − \(fmt(t.neutralDrop))", ok: { $0 >= r.original.neutral.objectAccuracy - t.neutralDrop },
             trials: r.original.neutral.prompts)
+        h += "<tr><td>neutral object accuracy: change on the same prompts and seeds</td><td>–</td>"
+        for run in r.runs {
+            let cls = run.comparison.neutralAccuracyChange.map { $0.change >= -t.neutralDrop ? " class=\"ok\"" : " class=\"bad\"" } ?? ""
+            h += "<td\(cls)>" + (run.comparison.neutralAccuracyChange.map {
+                "\(fmt($0.change, signed: true))<br><span class=\"small\">\(fmt($0.lower, signed: true)) to \(fmt($0.upper, signed: true))</span>"
+            } ?? "–") + "</td>"
+        }
+        h += "<td>≥ −\(fmt(t.neutralDrop))</td></tr>"
         row("neutral object colour accuracy", r.original.neutral.objColorAccuracy, r.runs.map { $0.metrics.neutral.objColorAccuracy })
         row("neutral background colour accuracy", r.original.neutral.bgColorAccuracy, r.runs.map { $0.metrics.neutral.bgColorAccuracy })
         row("neutral SSIM to original", nil, r.runs.map { $0.comparison.neutralSSIM }, target: "≥ \(fmt(t.ssim))", ok: { $0 >= t.ssim })
@@ -161,7 +169,7 @@ enum HTMLReport {
         row("share of units masked (%)", nil, r.runs.map { $0.cost.map { 100 * Double($0.maskedUnits) / Double(max(1, $0.totalUnits)) } }, digits: 2)
         row("erase wall time (s)", nil, r.runs.map { $0.cost?.eraseSeconds }, digits: 0)
         row("erase peak RSS (MiB)", nil, r.runs.map { $0.cost?.peakRSSMiB }, digits: 0)
-        h += "</table><p class=\"small\">Under each concept ACC and neutral accuracy: its 95% interval (Wilson) for that many prompts — the protocol's sets are small, so a target can be met or missed by chance. The detector reads real test scenes of the neutral classes with object accuracy \(fmt(r.realObjectAccuracy)).</p>"
+        h += "</table><p class=\"small\">Under each concept ACC and neutral accuracy: its 95% interval (Wilson) for that many prompts — the protocol's sets are small, so a target can be met or missed by chance. Under the change of neutral accuracy: its 95% interval for paired samples (the same prompts and seeds before and after; only the prompts that flip count). The detector reads real test scenes of the neutral classes with object accuracy \(fmt(r.realObjectAccuracy)).</p>"
 
         // Attacks.
         if !r.attackNames.isEmpty {

@@ -206,6 +206,9 @@ func printSummary(_ r: EvaluationReport) {
         print(String(format: "  neutral object accuracy %.3f → %.3f (95%% interval %.3f–%.3f, %d prompts), SSIM %.3f, feature distance %.4f, FID to original %.1f",
                      r.original.neutral.objectAccuracy, n.objectAccuracy, ci.lower, ci.upper, n.prompts, run.comparison.neutralSSIM,
                      run.comparison.neutralFeatureDistance, run.comparison.neutralFIDToOriginal ?? .nan))
+        if let c = run.comparison.neutralAccuracyChange {
+            print(String(format: "  neutral object accuracy change %+.3f (paired 95%% interval %+.3f to %+.3f, same prompts and seeds)", c.change, c.lower, c.upper))
+        }
         print(String(format: "  concept prompts: background colour kept %.3f, object colour kept %.3f",
                      run.metrics.conceptBgColorAccuracy, run.metrics.conceptObjColorAccuracy))
         if let worst = run.ripple.min(by: { $0.delta < $1.delta }) {

@@ -67,6 +67,32 @@ final class EvaluationTests: XCTestCase {
         XCTAssertEqual(none.lower, 0); XCTAssertEqual(none.upper, 0.1071827, accuracy: 1e-6)
     }
 
+    /// The paired interval of an accuracy change against the mean ± 1.96·sd/√n of the per-prompt differences
+    /// (+1 gained, −1 lost, 0 unchanged), evaluated independently (Python, float64); the order of the prompts
+    /// and which of them stay right or wrong do not matter, only the flips.
+    func testPairedChangeInterval() {
+        func flips(_ n: Int, gained: Int, lost: Int, rightBoth: Int) -> (before: [Bool], after: [Bool]) {
+            var b: [Bool] = [], a: [Bool] = []
+            for _ in 0..<gained { b.append(false); a.append(true) }
+            for _ in 0..<lost { b.append(true); a.append(false) }
+            for i in 0..<(n - gained - lost) { b.append(i < rightBoth); a.append(i < rightBoth) }
+            return (b, a)
+        }
+        let x = flips(304, gained: 10, lost: 24, rightBoth: 150)
+        let c = Metrics.pairedChange(before: x.before, after: x.after)
+        XCTAssertEqual(c.change, -0.0460526, accuracy: 1e-6)
+        XCTAssertEqual(c.lower, -0.0832888, accuracy: 1e-6); XCTAssertEqual(c.upper, -0.0088165, accuracy: 1e-6)
+        let y = flips(304, gained: 10, lost: 24, rightBoth: 20)
+        let d = Metrics.pairedChange(before: y.before.reversed(), after: y.after.reversed())
+        XCTAssertEqual(d.lower, c.lower, accuracy: 1e-12); XCTAssertEqual(d.upper, c.upper, accuracy: 1e-12)
+        let z = flips(32, gained: 3, lost: 0, rightBoth: 5)
+        let e = Metrics.pairedChange(before: z.before, after: z.after)
+        XCTAssertEqual(e.change, 0.09375, accuracy: 1e-12)
+        XCTAssertEqual(e.lower, -0.0072429, accuracy: 1e-6); XCTAssertEqual(e.upper, 0.1947429, accuracy: 1e-6)
+        let same = Metrics.pairedChange(before: [true, false, true], after: [true, false, true])
+        XCTAssertEqual([same.change, same.lower, same.upper], [0, 0, 0])
+    }
+
     func testPromptSets() throws {
         var p = EvaluationProtocol()
         p.samples = 12; p.perClass = 3
@@ -111,6 +137,8 @@ final class EvaluationTests: XCTestCase {
             XCTAssertEqual(run.metrics.neutral.objectAccuracy, r.original.neutral.objectAccuracy)
             XCTAssertEqual(run.metrics.neutral.fidToReal!, r.original.neutral.fidToReal!, accuracy: 1e-9)
             XCTAssertEqual(run.comparison.neutralSSIM, 1, accuracy: 1e-9)
+            let change = try XCTUnwrap(run.comparison.neutralAccuracyChange)
+            XCTAssertEqual([change.change, change.lower, change.upper], [0, 0, 0], "no prompt flips")
             XCTAssertEqual(run.comparison.conceptSSIM, 1, accuracy: 1e-9)
             XCTAssertEqual(run.comparison.neutralFeatureDistance, 0, accuracy: 1e-12)
             XCTAssertEqual(run.comparison.neutralFIDToOriginal!, 0, accuracy: 1e-6)
@@ -141,5 +169,6 @@ final class EvaluationTests: XCTestCase {
         let html = try String(contentsOfFile: files.html, encoding: .utf8)
         XCTAssertTrue(html.contains("mce-eval-1") && html.contains("data:image/png;base64,") && html.contains("<svg"))
         XCTAssertEqual(html.components(separatedBy: "data:image/png;base64,").count - 1, 5)
+        XCTAssertTrue(html.contains("neutral object accuracy: change on the same prompts and seeds"))
     }
 }
