@@ -68,6 +68,7 @@ enum MarkdownSummary {
         }
         rows += [
             ("neutral object accuracy", r.original.neutral.objectAccuracy, r.runs.map { $0.metrics.neutral.objectAccuracy }, 3),
+            ("neutral accuracy change (paired 95% interval)", nil, [], 0),
             ("neutral colour accuracy (object / background)", nil, [], 0),
             ("neutral SSIM to original", nil, r.runs.map { $0.comparison.neutralSSIM }, 3),
             ("neutral feature distance to original", nil, r.runs.map { $0.comparison.neutralFeatureDistance }, 4),
@@ -88,6 +89,13 @@ enum MarkdownSummary {
             if name.hasPrefix("neutral colour") {
                 let cell = { (m: EvaluationReport.ModelMetrics) in "\(HTMLReport.fmt(m.neutral.objColorAccuracy)) / \(HTMLReport.fmt(m.neutral.bgColorAccuracy))" }
                 out += "| \(name) | \(cell(r.original)) | " + r.runs.map { cell($0.metrics) }.joined(separator: " | ") + " |\n"
+                continue
+            }
+            if name.hasPrefix("neutral accuracy change") {
+                let cell = { (c: EvaluationReport.Change?) in
+                    c.map { "\(HTMLReport.fmt($0.change, signed: true)) (\(HTMLReport.fmt($0.lower, signed: true)) to \(HTMLReport.fmt($0.upper, signed: true)))" } ?? "–"
+                }
+                out += "| \(name) | – | " + r.runs.map { cell($0.comparison.neutralAccuracyChange) }.joined(separator: " | ") + " |\n"
                 continue
             }
             out += "| \(name) | \(f(o, d)) | " + vals.map { f($0, d) }.joined(separator: " | ") + " |\n"

@@ -170,5 +170,7 @@ final class EvaluationTests: XCTestCase {
         XCTAssertTrue(html.contains("mce-eval-1") && html.contains("data:image/png;base64,") && html.contains("<svg"))
         XCTAssertEqual(html.components(separatedBy: "data:image/png;base64,").count - 1, 5)
         XCTAssertTrue(html.contains("neutral object accuracy: change on the same prompts and seeds"))
+        let summary = try String(contentsOfFile: (dir as NSString).appendingPathComponent("summary.md"), encoding: .utf8)
+        XCTAssertTrue(summary.contains("| neutral accuracy change (paired 95% interval) | – | +0.000 (+0.000 to +0.000) |"), summary)
     }
 }
