@@ -168,8 +168,11 @@ public final class Eraser {
         guard options.effectiveAdamEps > 0, options.effectiveAdamEps.isFinite else {
             throw ErasureError.badArgument("--adam-eps must be > 0 and finite, got \(options.effectiveAdamEps)")
         }
-        guard (options.binaryFinish ?? 0) >= 0, (options.binaryFinish ?? 0) <= options.iterations, (options.finishThreshold ?? 0).isFinite else {
+        guard (options.binaryFinish ?? 0) >= 0, (options.binaryFinish ?? 0) <= options.iterations else {
             throw ErasureError.badArgument("--binary-finish must be between 0 and the iterations (\(options.iterations)), got \(options.binaryFinish ?? 0)")
+        }
+        guard (options.finishThreshold ?? 0).isFinite else {
+            throw ErasureError.badArgument("--binarise: the binary finish needs a finite threshold, got \(options.finishThreshold ?? 0)")
         }
         guard items.contains(where: \.isConcept) else { throw ErasureError.badInput("no concept prompts: nothing to erase") }
         self.options = options; self.model = model; self.encoder = encoder; self.items = items

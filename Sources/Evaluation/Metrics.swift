@@ -76,7 +76,7 @@ public enum Metrics {
 
     /// Change of an accuracy measured twice on the same prompts and seeds (`before[i]`, `after[i]`: prompt i read
     /// correctly), with its 95% interval (Wald, for paired proportions): only the prompts that flip carry
-    /// information, so the interval is much narrower than the two accuracies' own intervals suggest.
+    /// information, so the interval shrinks with the number of flips, not with the accuracies.
     public static func pairedChange(before: [Bool], after: [Bool], z: Double = 1.96) -> (change: Double, lower: Double, upper: Double) {
         precondition(before.count == after.count)
         guard !before.isEmpty else { return (0, -1, 1) }

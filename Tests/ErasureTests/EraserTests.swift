@@ -326,6 +326,11 @@ final class EraserTests: XCTestCase {
         XCTAssertThrowsError(try Eraser(model: model, encoder: e.encoder, items: e.items, options: bad)) {
             XCTAssertTrue("\($0)".contains("--binary-finish"), "\($0)")
         }
+        bad = e.options
+        bad.finishThreshold = .infinity
+        XCTAssertThrowsError(try Eraser(model: model, encoder: e.encoder, items: e.items, options: bad)) {
+            XCTAssertTrue("\($0)".contains("finite threshold"), "\($0)")
+        }
     }
 
     /// The logit gradient the loop feeds AdamW equals finite differences of the whole objective (erase + β·preserve
