@@ -23,7 +23,7 @@ extension CLITests {
         try fails(["--concept", "cat", "--eval-per-class", "0"], "--eval-per-class must be ≥ 1", exit: 64)
         try fails(["--concept", "cat", "--lr-schedule", "linear"], "--lr-schedule must be constant or cosine")
         try fails(["--concept", "cat", "--binary-finish", "5", "--binarise", "top-site:0.9"], "--binary-finish needs --binarise threshold")
-        try fails(["--concept", "cat", "--binary-finish", "61"], "--binary-finish must be between 0 and the iterations (60)", exit: 64)
+        try fails(["--concept", "cat", "--binary-finish", "2"], "--binary-finish must be between 0 and the iterations (1), got 2")
         try fails(["--concept", "cat", "--method", "prune"], "--method must be one of mask, per-step, finetune, esd")
         try fails(["--concept", "cat", "--sites", "text_encoder.encoder.layer.9.intermediate"], "the text encoder has 6 layers")
         try fails(["--concept", "cat", "--sites", "ff,text_ff", "--method", "finetune"], "mask method only")
