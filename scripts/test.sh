@@ -10,10 +10,10 @@ set +e
 swift test --disable-swift-testing "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# One plain closing line with the XCTest totals.
-summary=$(grep -E "Executed [0-9]+ tests?, with" "$log" | tail -1)
-if [[ $summary =~ Executed\ ([0-9]+)\ tests?,\ with\ (([0-9]+)\ tests?\ skipped\ and\ )?([0-9]+)\ failures? ]]; then
-    total=${BASH_REMATCH[1]} skipped=${BASH_REMATCH[3]:-0} failed=${BASH_REMATCH[4]}
-    echo "tests: $((total - skipped - failed)) passed, $failed failed, $skipped skipped"
-fi
+# One plain closing line with the totals, counted per test case (XCTest's own closing line counts failed
+# assertions, so a test with two failing assertions would count twice).
+passed=$(grep -cE "^Test Case '.*' passed \(" "$log" || true)
+failed=$(grep -cE "^Test Case '.*' failed \(" "$log" || true)
+skipped=$(grep -cE "^Test Case '.*' skipped \(" "$log" || true)
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 exit "$status"
