@@ -312,9 +312,9 @@ public final class Eraser {
     /// with d(multiplier)/d(logit); in the binary finish, the binarised mask with the straight-through derivative.
     func draw(_ l: Buffer<Float>, site si: Int, iteration it: Int) -> (masks: [Float], derivs: [Float]) {
         if options.isBinaryStep(it) {
-            let t = options.finishThreshold ?? 0
-            return (l.array.map { Double($0) > t ? 1 : 0 },
-                    l.array.map { Float(options.relaxation.sample(logit: Double($0) - t, u: 0.5).dLogit) })
+            let t = options.finishThreshold ?? 0, logits = l.array
+            return (logits.map { Double($0) > t ? 1 : 0 },
+                    logits.map { Float(options.relaxation.sample(logit: Double($0) - t, u: 0.5).dLogit) })
         }
         var rng = SplitMix64(seed: options.seed ^ 0x4D41_534B ^ (UInt64(it) &* 0x1_0000_0001) ^ (UInt64(si) &* 0x9E37_79B9_7F4A_7C15))
         var m = [Float](repeating: 0, count: l.count), d = m
