@@ -11,15 +11,12 @@
 #   scripts/erasure/binarisation_gap.sh [CONCEPT]      (default "ankle boot")
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-concept=${1:-ankle boot}
-out=out/binarisation-gap/${concept// /-}
-swift build -c release --product mce >&2
-mkdir -p "$out"
+# shellcheck source=scripts/erasure/erase_settings.sh
+source scripts/erasure/erase_settings.sh
+erase_output binarisation-gap "$@"
 settings=()
 for s in 0 1 2; do settings+=("defaults-seed$s|--seed $s"); done
 for s in 0 1 2; do settings+=("binary-finish-15-seed$s|--binary-finish 15 --seed $s"); done
-# shellcheck source=scripts/erasure/erase_settings.sh
-source scripts/erasure/erase_settings.sh
 erase_settings "$concept" "$out" "--eval-per-class 16" "${settings[@]}"
 
 .venv/bin/python scripts/erasure/mask_variants.py "$out/defaults-seed0/masks.safetensors" "$out/variants" 1 2 3 >&2

@@ -8,10 +8,9 @@
 #   scripts/erasure/combined_sites.sh [CONCEPT]      (default "ankle boot"; outputs under out/combined-sites/)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-concept=${1:-ankle boot}
-out=out/combined-sites/${concept// /-}
-swift build -c release --product mce >&2
-mkdir -p "$out"
+# shellcheck source=scripts/erasure/erase_settings.sh
+source scripts/erasure/erase_settings.sh
+erase_output combined-sites "$@"
 both="--sites ff,ff_context,norm1_context,text_ff"
 # name | extra arguments
 settings=(
@@ -25,7 +24,5 @@ settings=(
     "both-keep1-beta3|$both --text-preserve 1 --beta 3"
     "both-keep1-cosine|$both --text-preserve 1 --lr-schedule cosine"
 )
-# shellcheck source=scripts/erasure/erase_settings.sh
-source scripts/erasure/erase_settings.sh
 erase_settings "$concept" "$out" "--eval-per-class 16" "${settings[@]}"
 python3 scripts/evaluation/survey_table.py --by-run "${runs[@]}" | tee "$out/summary.md"

@@ -1,4 +1,14 @@
-# Sourced by the erasure scripts: one `mce erase` run per setting, reusing finished ones.
+# Sourced by the erasure scripts (from the repository root): where a script's runs go, and one `mce erase`
+# run per setting, reusing finished ones.
+#   erase_output ROOT [CONCEPT]   → concept (default "ankle boot") and out=out/ROOT/CONCEPT (spaces → -),
+#                                   made, with the release mce built
+erase_output() {
+    concept=${2:-ankle boot}
+    out=out/$1/${concept// /-}
+    swift build -c release --product mce >&2
+    mkdir -p "$out"
+}
+
 #   erase_settings CONCEPT OUT "EXTRA ARGS" "name|args" …   → runs=(OUT/name …), in the settings' order
 # Each setting runs `.build/release/mce erase --concept CONCEPT ARGS EXTRA --out OUT/name` unless
 # OUT/name/report.json exists (delete the folder to redo one).

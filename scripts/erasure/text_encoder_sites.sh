@@ -9,10 +9,9 @@
 # the default sites include them, so the rows name both explicitly.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-concept=${1:-ankle boot}
-out=out/text-sites/${concept// /-}
-swift build -c release --product mce >&2
-mkdir -p "$out"
+# shellcheck source=scripts/erasure/erase_settings.sh
+source scripts/erasure/erase_settings.sh
+erase_output text-sites "$@"
 # name | extra arguments (each run: `mce erase --concept CONCEPT ARGS`)
 settings=(
     "authors-sites|--sites ff,ff_context,norm1_context"
@@ -22,8 +21,6 @@ settings=(
     "text-ff-keep3|--sites text_ff --text-preserve 3"
     "text-ff-keep1-90it|--sites text_ff --text-preserve 1 --iterations 90"
 )
-# shellcheck source=scripts/erasure/erase_settings.sh
-source scripts/erasure/erase_settings.sh
 erase_settings "$concept" "$out" "" "${settings[@]}"
 .build/release/mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" --out "$out/evaluate" >&2
 .build/release/mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" --per-class 16 --out "$out/evaluate-16" >&2
