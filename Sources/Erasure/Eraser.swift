@@ -33,6 +33,12 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     /// (the authors' objective). Optional so that files written before it existed still decode.
     public var textPreserve: Double? = nil
     public var textPreservePrompts: Int? = nil
+    /// Weight κ of a per-unit price for closing text-encoder units: κ·Σ_j w_j·(1 − m_j), with w_j what closing unit
+    /// j alone changes the neutral captions' outputs by, measured as the text-preservation term measures change
+    /// (its Gauss–Newton diagonal, estimated once; see `Eraser.textUnitCosts`). The quadratic term has no gradient
+    /// until damage is done; this one charges each unit from the first step, so a unit closes only where the
+    /// concept's pull on it outweighs its price. nil or 0: none. Optional so that older files still decode.
+    public var unitCost: Double? = nil
     public var iterations = 60               // optimiser steps
     /// The last `binaryFinish` optimiser steps run the binarised masks (λ > `finishThreshold`) forward, with the
     /// noise-free relaxation's derivative as a straight-through gradient. The relaxed masks half-open the units
@@ -65,6 +71,9 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     public func isBinaryStep(_ it: Int) -> Bool { it >= iterations - (binaryFinish ?? 0) }
     public var effectiveTextPreserve: Double { textPreserve ?? 0 }
     public var effectiveTextPreservePrompts: Int { textPreservePrompts ?? 200 }
+    public var effectiveUnitCost: Double { unitCost ?? 0 }
+    /// Rademacher probes of the unit-cost estimate: each unit's w_j has a relative error of about √(2/probes) or less.
+    public static let unitCostProbes = 32
 
     /// The transformer's mask sites among `sites` (text-encoder sites are in `textEncoderLayers`).
     public func maskSites(config: FluxConfig) throws -> [MaskSite] {
@@ -123,6 +132,7 @@ public struct ErasureStepLog: Codable, Sendable {
     public let expectedMasked: Int      // units whose noise-free multiplier is < ½ (0 for weight methods)
     /// The text-preservation term (γ included; nil when the run has none).
     public var textPreserveLoss: Double? = nil
+    public var unitCostLoss: Double? = nil
 }
 
 /// Learns what `options.method` changes so that the model forgets the concepts. For `mask` (the product's
@@ -147,6 +157,7 @@ public final class Eraser {
     /// Neutral captions the text-preservation term keeps, and their original encodings.
     public let textAnchors: [String]
     private var anchorEncodings: [TextEncoding] = []
+    private var unitCostCache: [Int: [Float]]?
     public let schedule: FlowMatchSchedule
     public private(set) var logits: [MaskSite: Buffer<Float>] = [:]
     public private(set) var iteration = 0
@@ -189,7 +200,13 @@ public final class Eraser {
         guard options.effectiveTextPreserve >= 0, options.effectiveTextPreserve.isFinite, options.effectiveTextPreservePrompts >= 1 else {
             throw ErasureError.badArgument("--text-preserve must be ≥ 0 and finite and --text-preserve-prompts ≥ 1")
         }
-        if options.effectiveTextPreserve > 0 && !textLayers.isEmpty {
+        guard options.effectiveUnitCost >= 0, options.effectiveUnitCost.isFinite else {
+            throw ErasureError.badArgument("--unit-cost must be ≥ 0 and finite, got \(options.effectiveUnitCost)")
+        }
+        guard options.effectiveUnitCost == 0 || !textLayers.isEmpty else {
+            throw ErasureError.badArgument("--unit-cost prices text-encoder units: it needs text-encoder sites (--sites …,\(TextEncoderSite.kind))")
+        }
+        if (options.effectiveTextPreserve > 0 || options.effectiveUnitCost > 0) && !textLayers.isEmpty {
             textAnchors = try ErasurePrompts.world(concepts: options.concepts, conceptCount: 1, neutralCount: options.effectiveTextPreservePrompts,
                                                    target: options.target, seed: options.seed ^ 0x7E47).filter { !$0.isConcept }.map(\.prompt)
         } else {
@@ -349,6 +366,7 @@ public final class Eraser {
         var log = ErasureStepLog(iteration: iteration, eraseLoss: r.erase, preserveLoss: r.preserve, loss: r.loss,
                                  expectedMasked: expectedMasked)
         log.textPreserveLoss = r.textPreserve
+        log.unitCostLoss = r.unitCost
         history.append(log)
         return log
     }
@@ -381,7 +399,9 @@ public final class Eraser {
     }
 
     /// The objective and its gradient for each of `parameters` (same order).
-    struct Evaluation { var loss, erase, preserve: Double; var grads: [Buffer<Float>]; var textPreserve: Double? = nil }
+    struct Evaluation {
+        var loss, erase, preserve: Double; var grads: [Buffer<Float>]; var textPreserve: Double? = nil; var unitCost: Double? = nil
+    }
 
     func lossAndGradient(at it: Int, logits: [MaskSite: Buffer<Float>], textLogits: [Int: Buffer<Float>],
                          progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
@@ -472,17 +492,31 @@ public final class Eraser {
                                           weightGradients: false, objective: objective, progress: progress,
                                           weightAccumulator: weightGrads)
         var grads = parameterGradients(masks: result.grads.masks, derivs: derivs)
-        var loss = result.loss, textPreserve: Double?
+        var loss = result.loss, textPreserve: Double?, unitCost: Double?
         if let text {
             var dm = try textMaskGradients(text, grads: result.grads)
-            if !textAnchors.isEmpty {
+            if options.effectiveTextPreserve > 0 {
                 let (l, g) = try textPreservation(masks: textMasks)
                 loss += l; textPreserve = l
                 for (layer, gl) in g { dm[layer] = zip(dm[layer]!, gl).map { $0 + $1 } }
             }
+            let kappa = options.effectiveUnitCost
+            if kappa > 0 {
+                let w = try textUnitCosts()
+                var l = 0.0
+                for layer in textLayers {
+                    let m = textMasks[layer]!, wl = w[layer]!
+                    for j in wl.indices {
+                        l += kappa * Double(wl[j]) * Double(1 - m[j])
+                        dm[layer]![j] -= Float(kappa) * wl[j]
+                    }
+                }
+                loss += l; unitCost = l
+            }
             grads += textLayers.map { l in Buffer(zip(dm[l]!, textDerivs[l]!).map { $0 * $1 }) }
         }
-        return Evaluation(loss: loss, erase: parts.erase, preserve: parts.preserve, grads: grads, textPreserve: textPreserve)
+        return Evaluation(loss: loss, erase: parts.erase, preserve: parts.preserve, grads: grads, textPreserve: textPreserve,
+                          unitCost: unitCost)
     }
 
     /// γ·[mean_k D_k + D_null] over the anchor captions k and the null prompt, and its gradient w.r.t. the
@@ -495,20 +529,68 @@ public final class Eraser {
     /// prompt's image.
     public func textPreservation(masks: [Int: [Float]]) throws -> (loss: Double, grads: [Int: [Float]]) {
         let m = encoder.miniLM, top = model.weights.top
-        // The anchors are tokenized and encoded unmasked once; later steps reuse their token ids.
-        if anchorEncodings.isEmpty {
-            anchorEncodings = try m.encode(batch: textAnchors.map { try m.tokenIds($0, allowUnknown: true) } + [m.tokenizer.emptyPromptIds])
-        }
-        let (encs, tape) = try m.encode(batch: anchorEncodings.map(\.tokenIds), feedForwardMasks: masks, keepTape: true)
-        let gamma = options.effectiveTextPreserve, K = Double(encs.count - 1)
+        let (encs, tape) = try m.encode(batch: try anchors().map(\.tokenIds), feedForwardMasks: masks, keepTape: true)
+        let gamma = options.effectiveTextPreserve
         var loss = 0.0, dHidden: [[Float]] = [], dPooled: [[Float]] = []
         for (k, (e, o)) in zip(encs, anchorEncodings).enumerated() {
-            let w = gamma * (k == encs.count - 1 ? 1 : 1 / K)
+            let w = gamma * anchorWeight(k)
             let h = Self.readChange(zip(e.hiddenStates, o.hiddenStates).map { $0 - $1 }, through: top.contextEmbedder, weight: w)
             let p = Self.readChange(zip(e.pooled, o.pooled).map { $0 - $1 }, through: top.textLinear1, weight: w)
             dHidden.append(h.grad); dPooled.append(p.grad); loss += h.value + p.value
         }
         return (loss, try m.feedForwardMaskGradients(tape: tape!, dHidden: dHidden, dPooled: dPooled))
+    }
+
+    /// The anchors' unmasked encodings, the null prompt last (tokenized and encoded once; later steps reuse their ids).
+    func anchors() throws -> [TextEncoding] {
+        let m = encoder.miniLM
+        if anchorEncodings.isEmpty {
+            anchorEncodings = try m.encode(batch: textAnchors.map { try m.tokenIds($0, allowUnknown: true) } + [m.tokenizer.emptyPromptIds])
+        }
+        return anchorEncodings
+    }
+
+    /// Weight of anchor k in the text-preservation measure: 1/K for each of the K captions, 1 for the null prompt (last).
+    func anchorWeight(_ k: Int) -> Double { k == textAnchors.count ? 1 : 1 / Double(textAnchors.count) }
+
+    /// w_j of every text-encoder unit (the `--unit-cost` prices): what closing unit j alone changes the anchors'
+    /// outputs by, in the text-preservation term's measure (γ = 1) and to first order — Σ_i c_i·J_ij², J the
+    /// Jacobian of the read-out changes w.r.t. the multipliers at m = 1 and c_i the term's weights. The diagonal
+    /// of JᵀCJ by Hutchinson's estimator: for random signs r over the read-outs, g = Jᵀ(√c ⊙ r) is one backward
+    /// pass of the encoder, and E[g_j²] = Σ_i c_i J_ij². Computed once, with a fixed seed.
+    public func textUnitCosts(probes: Int = ErasureOptions.unitCostProbes) throws -> [Int: [Float]] {
+        if let c = unitCostCache, probes == ErasureOptions.unitCostProbes { return c }
+        let m = encoder.miniLM, top = model.weights.top, anchors = try anchors()
+        let ones = Dictionary(uniqueKeysWithValues: textLayers.map { ($0, [Float](repeating: 1, count: m.intermediateSize)) })
+        let (_, tape) = try m.encode(batch: anchors.map(\.tokenIds), feedForwardMasks: ones, keepTape: true)
+        var rng = SplitMix64(seed: options.seed ^ 0x5052_4943)
+        var sum = ones.mapValues { $0.map { _ in 0.0 } }
+        for _ in 0..<probes {
+            var dHidden: [[Float]] = [], dPooled: [[Float]] = []
+            for (k, a) in anchors.enumerated() {
+                let w = anchorWeight(k)
+                dHidden.append(Self.probeBack(rows: a.count, through: top.contextEmbedder, weight: w, rng: &rng))
+                dPooled.append(Self.probeBack(rows: 1, through: top.textLinear1, weight: w, rng: &rng))
+            }
+            for (l, g) in try m.feedForwardMaskGradients(tape: tape!, dHidden: dHidden, dPooled: dPooled) {
+                for j in g.indices { sum[l]![j] += Double(g[j]) * Double(g[j]) }
+            }
+        }
+        let costs = sum.mapValues { $0.map { Float($0 / Double(probes)) } }
+        if probes == ErasureOptions.unitCostProbes { unitCostCache = costs }
+        return costs
+    }
+
+    /// √(w/count)·(r·W) for random signs r over `rows` read-outs of `lin` (count = rows·outDim, as in `readChange`):
+    /// a random gradient whose backward pass probes the read-out measure.
+    static func probeBack(rows: Int, through lin: LinearWeights<Float>, weight w: Double, rng: inout SplitMix64) -> [Float] {
+        let n = lin.inDim, o = lin.outDim, scale = Float((w / Double(rows * o)).squareRoot())
+        let r = (0..<(rows * o)).map { _ in rng.uniform() < 0.5 ? -scale : scale }
+        var g = [Float](repeating: 0, count: rows * n)
+        r.withUnsafeBufferPointer { rp in g.withUnsafeMutableBufferPointer { gp in
+            Gemm.run(m: rows, n: n, k: o, a: rp.baseAddress!, lda: o, b: lin.w.p, ldb: n, c: gp.baseAddress!, ldc: n)
+        } }
+        return g
     }
 
     /// w·mean((Δ·Wᵀ)²) over the rows of Δ (each `lin.inDim` wide) and its gradient w.r.t. Δ: the change as the

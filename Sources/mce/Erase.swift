@@ -46,6 +46,8 @@ struct Erase: ParsableCommand {
     @Option(help: "With text-encoder sites: weight γ of an extra term that keeps the text encoder's outputs, as the transformer reads them, for --text-preserve-prompts neutral captions and for the null prompt, which weighs as much as all captions together (0: none, the authors' objective; default \(ErasureOptions.defaultTextPreserve.formatted()) when text-encoder sites are masked).")
     var textPreserve: Double?
     @Option(help: "Neutral captions of the --text-preserve term (default 200).") var textPreservePrompts: Int?
+    @Option(help: "With text-encoder sites: weight κ of a price on each closed text-encoder unit, κ times what closing it alone changes the --text-preserve captions' outputs by (estimated once); a unit then closes only where the concept outweighs its price (0: none).")
+    var unitCost: Double = 0
     @Option(help: "Mask relaxation: hard-concrete or sigmoid.") var relaxation: String = "hard-concrete"
     @Option(help: "Binarisation: threshold[:T] (keep λ > T), top-site:F or top-global:F.") var binarise: String = "threshold:0"
     @Option(help: "Concept prompts generated per concept.") var conceptPrompts: Int = 20
@@ -76,6 +78,7 @@ struct Erase: ParsableCommand {
         if let adamEps, !(adamEps > 0 && adamEps.isFinite) { throw ValidationError("--adam-eps must be > 0 and finite, got \(adamEps)") }
         if let textPreserve, !(textPreserve >= 0 && textPreserve.isFinite) { throw ValidationError("--text-preserve must be ≥ 0 and finite, got \(textPreserve)") }
         if let textPreservePrompts, textPreservePrompts < 1 { throw ValidationError("--text-preserve-prompts must be ≥ 1") }
+        if !(unitCost >= 0 && unitCost.isFinite) { throw ValidationError("--unit-cost must be ≥ 0 and finite, got \(unitCost)") }
         if !eta.isFinite { throw ValidationError("--eta must be finite") }
         if !beta.isFinite { throw ValidationError("--beta must be finite, got \(beta)") }
         try checkGuidance(guidance)
@@ -111,6 +114,8 @@ struct Erase: ParsableCommand {
             // With text-encoder sites the term is on unless switched off (--text-preserve 0: the authors' objective).
             let gamma = textPreserve ?? (o.textEncoderLayers.isEmpty ? 0 : ErasureOptions.defaultTextPreserve)
             o.textPreserve = gamma > 0 ? gamma : nil; o.textPreservePrompts = textPreservePrompts
+            if unitCost > 0 && o.textEncoderLayers.isEmpty { throw CLIError("--unit-cost needs text-encoder sites (--sites …,text_ff)") }
+            o.unitCost = unitCost > 0 ? unitCost : nil
             let binarisation = try Binarisation.parse(binarise)
             if binaryFinish != 0 {
                 guard o.method.learnsMasks else { throw CLIError("--binary-finish is for mask methods, not \(o.method.rawValue)") }
@@ -150,6 +155,12 @@ struct Erase: ParsableCommand {
                 try eraser.loadState(from: statePath)
                 log("resumed at iteration \(eraser.iteration)")
             }
+            if o.effectiveUnitCost > 0 {
+                let t0 = Date()
+                let w = try eraser.textUnitCosts().values.flatMap { $0 }.sorted()
+                log(String(format: "unit costs of %d text-encoder units in %.1f s: median %.3g, 90th percentile %.3g, largest %.3g (×κ %g)",
+                           w.count, Date().timeIntervalSince(t0), w[w.count / 2], w[w.count * 9 / 10], w.last!, o.effectiveUnitCost))
+            }
             let nc = items.filter(\.isConcept).count
             log("erasing \(o.concepts.map(\.name).joined(separator: ", ")) (method \(o.method.rawValue)): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(beta), N \(steps), guidance \(guidance), \(eraser.sites.count + eraser.textLayers.count) sites (\(eraser.sites.map { $0.width(cfg) }.reduce(0, +) + eraser.textLayers.count * encoder.miniLM.intermediateSize) units), \(o.iterations) iterations")
             let eraseStart = Date()
@@ -158,7 +169,8 @@ struct Erase: ParsableCommand {
             let bar = Progress(total: o.iterations, label: "erase", initial: eraser.iteration)
             while eraser.iteration < o.iterations {
                 let l = try eraser.step()
-                let text = l.textPreserveLoss.map { String(format: "  text %.5f", $0) } ?? ""
+                let text = (l.textPreserveLoss.map { String(format: "  text %.5f", $0) } ?? "")
+                    + (l.unitCostLoss.map { String(format: "  units %.5f", $0) } ?? "")
                 bar.update(eraser.iteration, extra: String(format: "erase %.4f  preserve %.5f", l.eraseLoss, l.preserveLoss) + text + "  masked \(l.expectedMasked)")
                 if eraser.iteration % checkpointEvery == 0 || eraser.iteration == o.iterations { try eraser.saveState(to: statePath) }
             }

@@ -28,6 +28,8 @@ extension CLITests {
         try fails(["--concept", "cat", "--sites", "text_encoder.encoder.layer.9.intermediate"], "the text encoder has 6 layers")
         try fails(["--concept", "cat", "--sites", "ff,text_ff", "--method", "finetune"], "mask method only")
         try fails(["--concept", "cat", "--sites", "ff", "--text-preserve", "1"], "--text-preserve needs text-encoder sites")
+        try fails(["--concept", "cat", "--sites", "ff", "--unit-cost", "1"], "--unit-cost needs text-encoder sites")
+        try fails(["--concept", "cat", "--unit-cost=-1"], "--unit-cost must be ≥ 0", exit: 64)
         try fails(["--concept", "cat", "--sites", "text_ff", "--text-preserve=-1"], "--text-preserve must be ≥ 0", exit: 64)
         try fails(["--concept", "ꙮ"], "unknown")   // a character MiniLM's vocabulary lacks, in every generated prompt
         let prompts = dir.appendingPathComponent("p.txt").path

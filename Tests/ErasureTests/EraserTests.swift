@@ -1,6 +1,6 @@
 import BaseModel
 import BLAS
-import Erasure
+@testable import Erasure
 import Flux
 import Foundation
 import SafeTensors
@@ -451,6 +451,78 @@ final class ErasureMethodTests: XCTestCase {
         XCTAssertNotEqual(a.textLogitArrays[0]!, Array(repeating: 0, count: 1536), "text logits moved")
 
         XCTAssertThrowsError(try make("ff,text_ff", method: .finetune)) { XCTAssertTrue("\($0)".contains("mask method only"), "\($0)") }
+    }
+
+    /// `--unit-cost`: each text-encoder unit's price w_j is what closing it alone changes the anchors' outputs by
+    /// in the text-preservation measure, to first order (checked against that term's own value for small changes
+    /// of one multiplier); the objective gains κ·Σ w_j(1 − m_j) over the step's draws, and its gradient matches
+    /// finite differences.
+    func testUnitCostPricesEachTextUnitByItsOwnChange() throws {
+        let model = tinyModel(), encoder = try XCTUnwrap(Self.encoder)
+        let pooledIn = model.weights.top.textLinear1.w
+        for i in 0..<pooledIn.count { pooledIn[i] *= 30 }
+        let layers = [1, 4], F = encoder.miniLM.intermediateSize, gamma = 0.3
+        func make(unitCost: Double?) throws -> Eraser {
+            var o = ErasureOptions()
+            o.textPreserve = gamma; o.textPreservePrompts = 4; o.unitCost = unitCost
+            o.concepts = [try ConceptSpec.resolve("cat")]
+            o.sites = try ErasureOptions.expandSites(["ff_context" + layers.map { "," + TextEncoderSite.name(layer: $0) }.joined()],
+                                                     config: model.config, textEncoderLayers: encoder.miniLM.layerCount)
+            o.samplingSteps = 3; o.iterations = 6; o.batch = 2; o.beta = 0.5; o.guidance = 2; o.relaxation = .sigmoid
+            o.lr = 0.5; o.seed = 4; o.initLogit = 0
+            let items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: 3, neutralCount: 3, target: o.target, seed: 4)
+            return try Eraser(model: model, encoder: encoder, items: items, options: o)
+        }
+        let kappa = 40.0
+        let e = try make(unitCost: kappa), plain = try make(unitCost: nil)
+
+        // The prices against the term itself: with one multiplier at 1 ± h and the rest at 1, the term is
+        // γ·h²·w_j + O(h⁴) on average over the two signs.
+        let precise = try e.textUnitCosts(probes: 120)
+        func exact(_ l: Int, _ j: Int) throws -> Double {
+            let h: Float = 0.05
+            func term(_ v: Float) throws -> Double {
+                var masks = Dictionary(uniqueKeysWithValues: layers.map { ($0, [Float](repeating: 1, count: F)) })
+                masks[l]![j] = v
+                return try e.textPreservation(masks: masks).loss
+            }
+            return (try term(1 - h) + term(1 + h)) / 2 / (gamma * Double(h * h))
+        }
+        var rng = SplitMix64(seed: 3)
+        var sumEstimate = 0.0, sumExact = 0.0
+        for l in layers {
+            let w = precise[l]!
+            XCTAssertEqual(w.count, F)
+            let largest = w.indices.sorted { w[$0] > w[$1] }.prefix(5)
+            let others = (0..<5).map { _ in Int(rng.uniform() * Double(F)) }
+            for j in Array(largest) + others {
+                let x = try exact(l, j)
+                XCTAssertGreaterThan(x, 0)
+                XCTAssertEqual(Double(w[j]), x, accuracy: 0.4 * x, "layer \(l) unit \(j)")
+                sumEstimate += Double(w[j]); sumExact += x
+            }
+        }
+        XCTAssertEqual(sumEstimate, sumExact, accuracy: 0.08 * sumExact, "Hutchinson's estimate, summed over 20 units")
+        // The run's own prices (32 probes) are the same estimator with fewer probes, and fixed by the seed.
+        let w = try e.textUnitCosts(), again = try make(unitCost: kappa).textUnitCosts()
+        XCTAssertEqual(w, again)
+        let (run, ref) = (layers.flatMap { w[$0]! }.map(Double.init), layers.flatMap { precise[$0]! }.map(Double.init))
+        XCTAssertEqual(run.reduce(0, +), ref.reduce(0, +), accuracy: 0.05 * ref.reduce(0, +))
+
+        // The objective: the plain one plus κ·Σ w_j(1 − m_j) over this step's draws.
+        let (masks, _) = e.sampledTextMasks(at: 1, logits: e.textLogits)
+        var price = 0.0
+        for l in layers { for j in 0..<F { price += kappa * Double(w[l]![j]) * Double(1 - masks[l]![j]) } }
+        let (withCost, g) = try e.probe(iteration: 1, parameter: 0, element: 0, delta: 0)
+        let (without, g0) = try plain.probe(iteration: 1, parameter: 0, element: 0, delta: 0)
+        XCTAssertGreaterThan(price, 0)
+        XCTAssertEqual(withCost - without, price, accuracy: 1e-6 * withCost)
+        // Its gradient, on the units it moves most, against finite differences of the whole objective.
+        for p in [1, 2] {
+            let moved = g[p].indices.sorted { abs(g[p][$0] - g0[p][$0]) > abs(g[p][$1] - g0[p][$1]) }.prefix(3)
+            for j in moved { XCTAssertGreaterThan(abs(g[p][j] - g0[p][j]), 0.5 * abs(g0[p][j]), "the price dominates unit \(j)") }
+            try checkGradient(e, parameter: p, elements: Array(moved), h: 2e-2)
+        }
     }
 
     /// Central differences of the whole objective against the gradient the optimiser gets.
