@@ -39,6 +39,12 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     /// until damage is done; this one charges each unit from the first step, so a unit closes only where the
     /// concept's pull on it outweighs its price. nil or 0: none. Optional so that older files still decode.
     public var unitCost: Double? = nil
+    /// What a closed text-encoder unit emits: 0 (nil, the authors' masking) or its mean output over the neutral
+    /// captions of the text-preservation term (mean ablation), so closing a unit removes what it says about a
+    /// token without shifting every other prompt's encoding by its average contribution. Foldable: the baked
+    /// encoder adds the mean times the unit's column to the down projection's bias. Optional so that older
+    /// files still decode.
+    public var textAblation: TextAblation? = nil
     public var iterations = 60               // optimiser steps
     /// The last `binaryFinish` optimiser steps run the binarised masks (λ > `finishThreshold`) forward, with the
     /// noise-free relaxation's derivative as a straight-through gradient. The relaxed masks half-open the units
@@ -53,6 +59,8 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     public init() {}
 
     public enum LRSchedule: String, Codable, Sendable, CaseIterable { case constant, cosine }
+    public enum TextAblation: String, Codable, Sendable, CaseIterable { case zero, mean }
+    public var effectiveTextAblation: TextAblation { textAblation ?? .zero }
 
     /// Learning rate of optimiser step `it` (0-based): linear warm-up, then constant or cosine to 0.
     public func learningRate(at it: Int) -> Double {
@@ -158,6 +166,8 @@ public final class Eraser {
     public let textAnchors: [String]
     private var anchorEncodings: [TextEncoding] = []
     private var unitCostCache: [Int: [Float]]?
+    /// Per text-encoder layer, what a closed unit emits (mean ablation; empty for zero ablation).
+    public let textFill: [Int: [Float]]
     public let schedule: FlowMatchSchedule
     public private(set) var logits: [MaskSite: Buffer<Float>] = [:]
     public private(set) var iteration = 0
@@ -206,11 +216,19 @@ public final class Eraser {
         guard options.effectiveUnitCost == 0 || !textLayers.isEmpty else {
             throw ErasureError.badArgument("--unit-cost prices text-encoder units: it needs text-encoder sites (--sites …,\(TextEncoderSite.kind))")
         }
-        if (options.effectiveTextPreserve > 0 || options.effectiveUnitCost > 0) && !textLayers.isEmpty {
+        if (options.effectiveTextPreserve > 0 || options.effectiveUnitCost > 0 || options.effectiveTextAblation == .mean) && !textLayers.isEmpty {
             textAnchors = try ErasurePrompts.world(concepts: options.concepts, conceptCount: 1, neutralCount: options.effectiveTextPreservePrompts,
                                                    target: options.target, seed: options.seed ^ 0x7E47).filter { !$0.isConcept }.map(\.prompt)
         } else {
             textAnchors = []
+        }
+        if options.effectiveTextAblation == .mean && !textLayers.isEmpty {
+            let m = encoder.miniLM
+            let means = try m.meanFeedForwardActivations(batch: textAnchors.map { try m.tokenIds($0, allowUnknown: true) })
+            let layers = Set(textLayers)
+            textFill = means.filter { layers.contains($0.key) }
+        } else {
+            textFill = [:]
         }
         schedule = try FlowMatchSchedule(steps: options.samplingSteps, shift: .none)
         if options.method.learnsMasks {
@@ -529,7 +547,7 @@ public final class Eraser {
     /// prompt's image.
     public func textPreservation(masks: [Int: [Float]]) throws -> (loss: Double, grads: [Int: [Float]]) {
         let m = encoder.miniLM, top = model.weights.top
-        let (encs, tape) = try m.encode(batch: try anchors().map(\.tokenIds), feedForwardMasks: masks, keepTape: true)
+        let (encs, tape) = try m.encode(batch: try anchors().map(\.tokenIds), feedForwardMasks: masks, fill: textFill, keepTape: true)
         let gamma = options.effectiveTextPreserve
         var loss = 0.0, dHidden: [[Float]] = [], dPooled: [[Float]] = []
         for (k, (e, o)) in zip(encs, anchorEncodings).enumerated() {
@@ -562,7 +580,7 @@ public final class Eraser {
         if let c = unitCostCache, probes == ErasureOptions.unitCostProbes { return c }
         let m = encoder.miniLM, top = model.weights.top, anchors = try anchors()
         let ones = Dictionary(uniqueKeysWithValues: textLayers.map { ($0, [Float](repeating: 1, count: m.intermediateSize)) })
-        let (_, tape) = try m.encode(batch: anchors.map(\.tokenIds), feedForwardMasks: ones, keepTape: true)
+        let (_, tape) = try m.encode(batch: anchors.map(\.tokenIds), feedForwardMasks: ones, fill: textFill, keepTape: true)
         var rng = SplitMix64(seed: options.seed ^ 0x5052_4943)
         var sum = ones.mapValues { $0.map { _ in 0.0 } }
         for _ in 0..<probes {
@@ -624,7 +642,7 @@ public final class Eraser {
             ids.append(m.tokenizer.emptyPromptIds)
             rows += Array(repeating: prompts.count, count: prompts.count)
         }
-        let (encs, tape) = try m.encode(batch: ids, feedForwardMasks: masks, keepTape: true)
+        let (encs, tape) = try m.encode(batch: ids, feedForwardMasks: masks, fill: textFill, keepTape: true)
         let cond = try encoder.conditioning(rows.map { encs[$0] }, config: model.config, imageIds: BaseModelSpec.imageIds)
         return MaskedText(cond: cond, tape: tape!, sequenceOfRow: rows)
     }

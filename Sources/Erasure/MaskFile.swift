@@ -21,6 +21,8 @@ public struct MaskFile {
     /// Text-encoder sites (`TextEncoderSite`, by MiniLM layer): training logits and binary multipliers.
     public var textLogits: [Int: [Float]] = [:]
     public var textMasks: [Int: [Float]] = [:]
+    /// Mean ablation (`ErasureOptions.textAblation`): what a closed unit emits, per text-encoder layer; absent: 0.
+    public var textFill: [Int: [Float]] = [:]
     public var metadata: [String: String]
 
     /// Metadata keys the project writes and reads.
@@ -53,11 +55,11 @@ public struct MaskFile {
         }
         var result = MaskFile(masks: [:], metadata: file.metadata)
         for name in file.names {
-            let isMask = name.hasSuffix(".mask"), isLogits = name.hasSuffix(".logits")
-            guard isMask || isLogits else {
-                throw fail(name, "not a mask tensor: names must be '<site>.mask' or '<site>.logits'")
+            let isMask = name.hasSuffix(".mask"), isLogits = name.hasSuffix(".logits"), isFill = name.hasSuffix(".fill")
+            guard isMask || isLogits || isFill else {
+                throw fail(name, "not a mask tensor: names must be '<site>.mask', '<site>.logits' or (text-encoder sites) '<site>.fill'")
             }
-            let siteName = String(name.dropLast(isMask ? ".mask".count : ".logits".count))
+            let siteName = String(name.dropLast(isMask ? ".mask".count : isFill ? ".fill".count : ".logits".count))
             let site = MaskSite(name: siteName), textLayer = TextEncoderSite.layer(of: siteName)
             guard site != nil || textLayer != nil else {
                 throw fail(name, "'\(siteName)' is not a mask site (expected e.g. transformer_blocks.0.ff, transformer_blocks.0.ff_context, transformer_blocks.0.norm1, transformer_blocks.0.norm1_context, transformer_blocks.0.attn, single_transformer_blocks.0.proj_mlp, single_transformer_blocks.0.norm, single_transformer_blocks.0.attn, \(TextEncoderSite.name(layer: 0)))")
@@ -69,9 +71,10 @@ public struct MaskFile {
             let values: [Float]
             do { values = try file.floats(name) } catch { throw ErasureError.io("mask file \(path): \(error)") }
             if let site {
+                guard !isFill else { throw fail(name, "fill values are for text-encoder sites only") }
                 if isMask { result.masks[site] = values } else { result.logits[site] = values }
             } else if let l = textLayer {
-                if isMask { result.textMasks[l] = values } else { result.textLogits[l] = values }
+                if isMask { result.textMasks[l] = values } else if isFill { result.textFill[l] = values } else { result.textLogits[l] = values }
             }
         }
         do { try result.check(config: config) } catch ErasureError.badInput(let m) {
@@ -88,6 +91,7 @@ public struct MaskFile {
         for (site, l) in logits { w.add("\(site).logits", shape: [l.count], floats: l) }
         for (layer, m) in textMasks { w.add("\(TextEncoderSite.name(layer: layer)).mask", shape: [m.count], floats: m) }
         for (layer, l) in textLogits { w.add("\(TextEncoderSite.name(layer: layer)).logits", shape: [l.count], floats: l) }
+        for (layer, f) in textFill { w.add("\(TextEncoderSite.name(layer: layer)).fill", shape: [f.count], floats: f) }
         do { try w.write(to: path) } catch { throw ErasureError.io("cannot write mask file: \(error)") }
     }
 
@@ -101,6 +105,13 @@ public struct MaskFile {
         }
         for layer in Set(textMasks.keys).union(textLogits.keys).sorted() {
             try MaskFile.checkSite(TextEncoderSite.name(layer: layer), mask: textMasks[layer], logits: textLogits[layer])
+        }
+        for (layer, f) in textFill.sorted(by: { $0.key < $1.key }) {
+            let name = TextEncoderSite.name(layer: layer)
+            guard let m = textMasks[layer], m.count == f.count else {
+                throw ErasureError.badInput("'\(name).fill' needs a '\(name).mask' of the same width (\(f.count))")
+            }
+            guard f.allSatisfy(\.isFinite) else { throw ErasureError.badInput("'\(name).fill' has a non-finite value") }
         }
         guard let config else { return }
         for site in MaskFile.sorted(masks.keys) {
@@ -142,13 +153,25 @@ public struct MaskFile {
     /// `model_hash` when the files agree on it (files learned on different models are refused).
     public static func merge(_ files: [MaskFile]) throws -> MaskFile {
         guard !files.isEmpty else { throw ErasureError.badInput("merge needs at least one mask file") }
-        var masks: [MaskSite: [Float]] = [:], textMasks: [Int: [Float]] = [:]
+        var masks: [MaskSite: [Float]] = [:], textMasks: [Int: [Float]] = [:], textFill: [Int: [Float]] = [:]
         var concepts: [String] = []
         var hashes = Set<String>()
         for (k, f) in files.enumerated() {
             try f.check(config: nil)
             try multiply(&masks, by: f.masks, file: k) { "\($0)" }
             try multiply(&textMasks, by: f.textMasks, file: k) { TextEncoderSite.name(layer: $0) }
+            // A closed unit emits what the file that closes it says (0 without fill); two fills for one unit must agree.
+            for (layer, m) in f.textMasks {
+                let own = f.textFill[layer] ?? [Float](repeating: 0, count: m.count)
+                var acc = textFill[layer] ?? [Float](repeating: 0, count: m.count)
+                for j in m.indices where m[j] == 0 {
+                    if files[..<k].contains(where: { $0.textMasks[layer]?[j] == 0 }) && acc[j] != own[j] {
+                        throw ErasureError.badInput("cannot merge: unit \(j) of '\(TextEncoderSite.name(layer: layer))' is closed with different fill values (mean or zero ablation) in file \(k + 1) and an earlier file")
+                    }
+                    acc[j] = own[j]
+                }
+                textFill[layer] = acc
+            }
             if let list = f.metadata[Key.mergedFrom], let data = list.data(using: .utf8),
                let names = try? JSONDecoder().decode([String].self, from: data) {
                 concepts += names
@@ -163,7 +186,9 @@ public struct MaskFile {
         let list = try metadataJSON(concepts)
         var metadata = [Key.mergedFrom: list]
         if let h = hashes.first { metadata[Key.modelHash] = h }
-        return MaskFile(logits: [:], masks: masks, textMasks: textMasks, metadata: metadata)
+        var merged = MaskFile(logits: [:], masks: masks, textMasks: textMasks, metadata: metadata)
+        merged.textFill = textFill.filter { $0.value.contains { $0 != 0 } }
+        return merged
     }
 
     /// acc[site] ← acc[site] ⊙ m for every site of `masks` (a site acc lacks is taken as it is); widths must agree.
@@ -196,7 +221,7 @@ public struct MaskFile {
     public func textEncoder(base: PromptEncoder) throws -> PromptEncoder? {
         guard !textMasks.isEmpty else { return nil }
         let m = try MiniLM(directory: base.miniLM.directory)
-        do { try m.setFeedForwardMasks(textMasks) } catch { throw ErasureError.badInput("mask file: \(error)") }
+        do { try m.setFeedForwardMasks(textMasks, fill: textFill) } catch { throw ErasureError.badInput("mask file: \(error)") }
         let e = PromptEncoder(miniLM: m)
         e.paddedLength = base.paddedLength
         return e

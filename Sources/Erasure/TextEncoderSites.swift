@@ -30,7 +30,10 @@ public enum TextEncoderBaker {
     /// (transformers, sentence-transformers). Other files of the folder are copied as they are; the weights
     /// file keeps its metadata plus `mce_baked`. Written to a hidden temporary folder and renamed into place;
     /// an existing destination is replaced only when it is itself such a bake.
-    public static func bake(source: String, masks: [Int: [Float]], to destination: String) throws {
+    ///
+    /// With `fill` (mean ablation) a removed unit emits f_j instead of 0: the bias of that projection gains
+    /// Σ_j f_j·(column j) over the removed units — the same encoder up to float rounding.
+    public static func bake(source: String, masks: [Int: [Float]], fill: [Int: [Float]] = [:], to destination: String) throws {
         let fm = FileManager.default
         let modelPath = (source as NSString).appendingPathComponent("model.safetensors")
         let file: SafeTensorsFile
@@ -38,6 +41,7 @@ public enum TextEncoderBaker {
             throw ErasureError.io("cannot read the text encoder \(modelPath): \(error)")
         }
         var zeroed: [String: [Int]] = [:]
+        var shifted: [String: (weight: String, units: [(Int, Float)])] = [:]
         for (l, m) in masks {
             if let bad = m.firstIndex(where: { $0 != 0 && $0 != 1 }) {
                 throw ErasureError.badInput("text-encoder mask of layer \(l) must be binary, unit \(bad) is \(m[bad])")
@@ -51,6 +55,16 @@ public enum TextEncoderBaker {
             }
             let off = m.indices.filter { m[$0] == 0 }
             if !off.isEmpty { zeroed[name] = off }
+            if let f = fill[l], !off.isEmpty {
+                guard f.count == m.count else {
+                    throw ErasureError.badInput("text-encoder fill of layer \(l) has \(f.count) values, the mask \(m.count)")
+                }
+                let biasName = "encoder.layer.\(l).output.dense.bias"
+                guard let b = try? file.info(biasName), b.shape == [info.shape[0]], b.dtype == .F32 else {
+                    throw ErasureError.badInput("the text encoder \(modelPath) has no F32 [\(info.shape[0])] bias '\(biasName)' to fold the layer-\(l) fill into")
+                }
+                shifted[biasName] = (weight: name, units: off.map { ($0, f[$0]) })
+            }
         }
         if fm.fileExists(atPath: destination) {
             let existing = (destination as NSString).appendingPathComponent("model.safetensors")
@@ -76,7 +90,16 @@ public enum TextEncoderBaker {
         var w = SafeTensorsWriter(metadata: metadata)
         for info in file.tensors {
             let raw = try file.rawBytes(info.name)
-            if let off = zeroed[info.name] {
+            if let shift = shifted[info.name] {
+                var bias = try file.floats(info.name)
+                let weight = try file.floats(shift.weight), cols = weight.count / bias.count
+                for r in bias.indices {
+                    var s = Double(bias[r])
+                    for (j, f) in shift.units { s += Double(weight[r * cols + j]) * Double(f) }
+                    bias[r] = Float(s)
+                }
+                w.add(info.name, shape: info.shape, floats: bias)
+            } else if let off = zeroed[info.name] {
                 var values = try file.floats(info.name)
                 let cols = info.shape[1]
                 for r in 0..<info.shape[0] { for j in off { values[r * cols + j] = 0 } }

@@ -21,8 +21,9 @@ public final class MiniLMTape {
     var lengths: [Int] = []
     var output: Buffer<Float>?          // [R, H]: last hidden states
     public let masks: [Int: [Float]]
+    public let fill: [Int: [Float]]
 
-    init(masks: [Int: [Float]]) { self.masks = masks }
+    init(masks: [Int: [Float]], fill: [Int: [Float]] = [:]) { self.masks = masks; self.fill = fill }
 
     /// Number of sequences encoded.
     public var count: Int { lengths.count }
@@ -38,32 +39,53 @@ public struct FeedForwardMaskError: Error, CustomStringConvertible, Equatable {
 extension MiniLM {
     /// Encodes token sequences with multipliers on the feed-forward units of some layers (`masks[l]`:
     /// `intermediateSize` values; unlisted layers unmasked) and, when `keepTape`, the tape their gradient
-    /// needs. With no masks this is exactly `encode(batch:)`.
-    public func encode(batch: [[Int]], feedForwardMasks masks: [Int: [Float]], keepTape: Bool = false) throws
-        -> (encodings: [TextEncoding], tape: MiniLMTape?)
+    /// needs. A unit's output g becomes m·g + (1 − m)·f: f from `fill[l]` (mean ablation: a closed unit
+    /// emits its mean instead of 0), or 0 for layers without fill. With no masks this is exactly `encode(batch:)`.
+    public func encode(batch: [[Int]], feedForwardMasks masks: [Int: [Float]], fill: [Int: [Float]] = [:],
+                       keepTape: Bool = false) throws -> (encodings: [TextEncoding], tape: MiniLMTape?)
     {
         try checkFeedForwardMasks(masks)
-        let tape = keepTape ? MiniLMTape(masks: masks) : nil
+        try checkFeedForwardMasks(fill, what: "fill")
+        let tape = keepTape ? MiniLMTape(masks: masks, fill: fill) : nil
         if batch.isEmpty { return ([], tape) }
         for ids in batch { try validate(ids) }
-        return (try run(batch: batch, masks: masks, tape: tape), tape)
+        return (try run(batch: batch, masks: masks, fill: fill, tape: tape), tape)
     }
 
-    /// Makes every later `encode` apply these multipliers (call before sharing the instance): the erased text
-    /// encoder of a mask file with text-encoder sites, without writing its weights.
-    public func setFeedForwardMasks(_ masks: [Int: [Float]]) throws {
+    /// Makes every later `encode` apply these multipliers, and fill (see `encode(batch:feedForwardMasks:fill:)`),
+    /// (call before sharing the instance): the erased text encoder of a mask file with text-encoder sites,
+    /// without writing its weights.
+    public func setFeedForwardMasks(_ masks: [Int: [Float]], fill: [Int: [Float]] = [:]) throws {
         try checkFeedForwardMasks(masks)
-        feedForwardMasks = masks
+        try checkFeedForwardMasks(fill, what: "fill")
+        feedForwardMasks = masks; feedForwardFill = fill
     }
 
-    /// Throws unless every key is a layer and every value has `intermediateSize` multipliers.
-    public func checkFeedForwardMasks(_ masks: [Int: [Float]]) throws {
+    /// Each feed-forward unit's mean output (after the GELU) over every token of these sequences, per layer,
+    /// in the unmasked encoder: the fill of mean ablation.
+    public func meanFeedForwardActivations(batch: [[Int]]) throws -> [Int: [Float]] {
+        let ones = Dictionary(uniqueKeysWithValues: (0..<layerCount).map { ($0, [Float](repeating: 1, count: intermediateSize)) })
+        let (_, tape) = try encode(batch: batch, feedForwardMasks: ones, keepTape: true)
+        guard let tape, !batch.isEmpty else { throw FeedForwardMaskError(description: "no sequences to average over") }
+        let R = tape.lengths.reduce(0, +), F = intermediateSize
+        var means: [Int: [Float]] = [:]
+        for l in 0..<layerCount {
+            var s = [Double](repeating: 0, count: F)
+            let a = tape.layers[l].activation
+            for r in 0..<R { for j in 0..<F { s[j] += Double(a[r * F + j]) } }
+            means[l] = s.map { Float($0 / Double(R)) }
+        }
+        return means
+    }
+
+    /// Throws unless every key is a layer and every value has `intermediateSize` values.
+    public func checkFeedForwardMasks(_ masks: [Int: [Float]], what: String = "mask") throws {
         for (l, m) in masks {
             guard (0..<layerCount).contains(l) else {
-                throw FeedForwardMaskError(description: "text-encoder mask for layer \(l): MiniLM has layers 0..<\(layerCount)")
+                throw FeedForwardMaskError(description: "text-encoder \(what) for layer \(l): MiniLM has layers 0..<\(layerCount)")
             }
             guard m.count == intermediateSize else {
-                throw FeedForwardMaskError(description: "text-encoder mask for layer \(l) has \(m.count) values, expected \(intermediateSize)")
+                throw FeedForwardMaskError(description: "text-encoder \(what) for layer \(l) has \(m.count) values, expected \(intermediateSize)")
             }
         }
     }
@@ -121,9 +143,11 @@ extension MiniLM {
                      beta: 0, c: dUp.p, ldc: F)
             if let m = tape.masks[l] {
                 var g = [Double](repeating: 0, count: F)
+                // d/dm of m·g + (1 − m)·f is g − f.
+                let f = tape.fill[l] ?? [Float](repeating: 0, count: F)
                 for r in 0..<R {
                     let d = dUp.p + r * F, a = t.activation.p + r * F
-                    for j in 0..<F { g[j] += Double(d[j]) * Double(a[j]) }
+                    for j in 0..<F { g[j] += Double(d[j]) * Double(a[j] - f[j]) }
                 }
                 grads[l] = g.map { Float($0) }
                 for r in 0..<R { let d = dUp.p + r * F; for j in 0..<F { d[j] *= m[j] } }

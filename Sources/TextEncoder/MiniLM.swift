@@ -59,6 +59,9 @@ public final class MiniLM: @unchecked Sendable {
     /// Multipliers on the feed-forward units that every `encode` applies (an erased text encoder; see
     /// `setFeedForwardMasks`). Empty for the model as loaded.
     public internal(set) var feedForwardMasks: [Int: [Float]] = [:]
+    /// What a multiplier's missing share is filled with, per unit (mean ablation; see `setFeedForwardMasks`).
+    /// Layers without an entry fill with 0 (zero ablation).
+    public internal(set) var feedForwardFill: [Int: [Float]] = [:]
 
     struct Layer {
         let qkvWeight: Buffer<Float>  // [3·hidden, hidden]: query, key, value rows stacked
@@ -228,7 +231,7 @@ public final class MiniLM: @unchecked Sendable {
     public func encode(batch: [[Int]]) throws -> [TextEncoding] {
         for ids in batch { try validate(ids) }
         if batch.isEmpty { return [] }
-        return try run(batch: batch, masks: feedForwardMasks, tape: nil)
+        return try run(batch: batch, masks: feedForwardMasks, fill: feedForwardFill, tape: nil)
     }
 
     /// Throws unless `ids` is a non-empty sequence of vocabulary ids the encoder accepts.
@@ -242,9 +245,10 @@ public final class MiniLM: @unchecked Sendable {
     }
 
     /// The forward pass of `encode(batch:)` (ids already checked), with optional multipliers on the
-    /// feed-forward units of some layers (`masks[l]`: intermediateSize values applied after the GELU) and an
-    /// optional tape that keeps what `FeedForwardMaskBackward` needs.
-    func run(batch: [[Int]], masks: [Int: [Float]], tape: MiniLMTape?) throws -> [TextEncoding] {
+    /// feed-forward units of some layers (`masks[l]`: intermediateSize values applied after the GELU: g ↦
+    /// m·g + (1 − m)·f with `fill[l]` = f, or 0 where a layer has none) and an optional tape that keeps what
+    /// `feedForwardMaskGradients` needs.
+    func run(batch: [[Int]], masks: [Int: [Float]], fill: [Int: [Float]] = [:], tape: MiniLMTape?) throws -> [TextEncoding] {
         let R = batch.reduce(0) { $0 + $1.count }, H = hiddenSize, F = intermediateSize
         var offsets: [Int] = []
         var o = 0
@@ -291,7 +295,12 @@ public final class MiniLM: @unchecked Sendable {
             let activation = tape.map { _ in up.copy() }
             if let m = masks[l] {
                 precondition(m.count == F, "feed-forward mask of layer \(l) has \(m.count) values, expected \(F)")
-                for r in 0..<R { let row = up.p + r * F; for j in 0..<F { row[j] *= m[j] } }
+                if let f = fill[l] {
+                    precondition(f.count == F, "feed-forward fill of layer \(l) has \(f.count) values, expected \(F)")
+                    for r in 0..<R { let row = up.p + r * F; for j in 0..<F { row[j] = row[j] * m[j] + (1 - m[j]) * f[j] } }
+                } else {
+                    for r in 0..<R { let row = up.p + r * F; for j in 0..<F { row[j] *= m[j] } }
+                }
             }
             linear(x.p, up.p, layer.downWeight.p, layer.downBias.p, rows: R, inDim: F, outDim: H, residual: x.p)
             if let tape {

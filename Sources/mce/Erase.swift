@@ -48,6 +48,8 @@ struct Erase: ParsableCommand {
     @Option(help: "Neutral captions of the --text-preserve term (default 200).") var textPreservePrompts: Int?
     @Option(help: "With text-encoder sites: weight κ of a price on each closed text-encoder unit, κ times what closing it alone changes the --text-preserve captions' outputs by (estimated once); a unit then closes only where the concept outweighs its price (0: none).")
     var unitCost: Double = 0
+    @Option(help: "With text-encoder sites: what a closed text-encoder unit emits: zero (the authors' masking) or mean (its mean output over the --text-preserve captions, folded into the baked encoder's bias).")
+    var textAblation: String = "zero"
     @Option(help: "Mask relaxation: hard-concrete or sigmoid.") var relaxation: String = "hard-concrete"
     @Option(help: "Binarisation: threshold[:T] (keep λ > T), top-site:F or top-global:F.") var binarise: String = "threshold:0"
     @Option(help: "Concept prompts generated per concept.") var conceptPrompts: Int = 20
@@ -116,6 +118,11 @@ struct Erase: ParsableCommand {
             o.textPreserve = gamma > 0 ? gamma : nil; o.textPreservePrompts = textPreservePrompts
             if unitCost > 0 && o.textEncoderLayers.isEmpty { throw CLIError("--unit-cost needs text-encoder sites (--sites …,text_ff)") }
             o.unitCost = unitCost > 0 ? unitCost : nil
+            guard let ablation = ErasureOptions.TextAblation(rawValue: textAblation) else {
+                throw CLIError("--text-ablation must be zero or mean, got '\(textAblation)'")
+            }
+            if ablation == .mean && o.textEncoderLayers.isEmpty { throw CLIError("--text-ablation mean needs text-encoder sites (--sites …,text_ff)") }
+            o.textAblation = ablation == .zero ? nil : ablation
             let binarisation = try Binarisation.parse(binarise)
             if binaryFinish != 0 {
                 guard o.method.learnsMasks else { throw CLIError("--binary-finish is for mask methods, not \(o.method.rawValue)") }
@@ -193,7 +200,8 @@ struct Erase: ParsableCommand {
                 meta["binarisation"] = binarisation.description
                 meta["relaxation"] = o.relaxation.name
                 meta["format"] = "mce-masks-1"
-                let file = MaskFile(logits: logits, masks: binary.masks, textLogits: textLogits, textMasks: binary.text, metadata: meta)
+                var file = MaskFile(logits: logits, masks: binary.masks, textLogits: textLogits, textMasks: binary.text, metadata: meta)
+                file.textFill = eraser.textFill
                 let maskPath = (out as NSString).appendingPathComponent("masks.safetensors")
                 try file.write(to: maskPath)
                 // The baked checkpoint keeps the input's layout: a folder for a folder, one file for a file.
@@ -208,7 +216,7 @@ struct Erase: ParsableCommand {
                     // The erased text encoder, for any BERT runtime (the transformer checkpoint is erased only
                     // at its own sites; the two belong together).
                     let te = (out as NSString).appendingPathComponent("text_encoder")
-                    try TextEncoderBaker.bake(source: encoder.miniLM.directory, masks: file.textMasks, to: te)
+                    try TextEncoderBaker.bake(source: encoder.miniLM.directory, masks: file.textMasks, fill: file.textFill, to: te)
                     print("baked text encoder: \(te) (use it with the baked checkpoint: MCE_MINILM=\(te))")
                 }
                 print(String(format: "masked %d of %d units (%.2f%%)", masked, total, 100 * Double(masked) / Double(max(1, total))))
@@ -297,7 +305,7 @@ struct Masks: ParsableCommand {
                 print("baked \(masks) into \(out)")
                 if !file.textMasks.isEmpty {
                     let te = textEncoderOut ?? ((out as NSString).deletingLastPathComponent as NSString).appendingPathComponent("text_encoder")
-                    try TextEncoderBaker.bake(source: MiniLM.defaultDirectory(), masks: file.textMasks, to: te)
+                    try TextEncoderBaker.bake(source: MiniLM.defaultDirectory(), masks: file.textMasks, fill: file.textFill, to: te)
                     print("baked its text-encoder masks into \(te)")
                 }
             }

@@ -75,4 +75,43 @@ final class TextEncoderSiteTests: XCTestCase {
         XCTAssertTrue(errorText { try TextEncoderBaker.bake(source: base.miniLM.directory, masks: [1: [1, 0.5]], to: dest) }
             .contains("binary"))
     }
+
+    /// Mean ablation: the baked copy (zeroed columns, the fill folded into the bias) encodes what the masked
+    /// encoder with fill computes, up to float rounding; the fill travels in the mask file and through merges.
+    func testMeanAblationBakesAndTravelsInMaskFiles() throws {
+        let base = try XCTUnwrap(Self.encoder, "MiniLM not found: run scripts/fetch_minilm.sh")
+        let m = base.miniLM
+        let masks = [1: binary(1536, seed: 2), 4: binary(1536, seed: 4)]
+        let captions = ["a red dress on a blue background", "a photo of a green kitten", "two sandals"]
+        let means = try m.meanFeedForwardActivations(batch: captions.map { try m.tokenIds($0) })
+        let fill = [1: means[1]!, 4: means[4]!]
+        let dir = try BakeFixtures.tempDir(self)
+        var file = MaskFile(masks: [:], textMasks: masks, metadata: ["concept": "cat"])
+        file.textFill = fill
+        try file.write(to: dir + "/m.safetensors")
+        let back = try MaskFile.read(dir + "/m.safetensors")
+        XCTAssertEqual(back.textFill, fill)
+        try TextEncoderBaker.bake(source: m.directory, masks: masks, fill: fill, to: dir + "/te")
+        let baked = try MiniLM(directory: dir + "/te")
+        let erased = try XCTUnwrap(try back.textEncoder(base: base)).miniLM
+        let zeroed = try XCTUnwrap(try MaskFile(masks: [:], textMasks: masks).textEncoder(base: base)).miniLM
+        for prompt in ["a red ankle boot on a blue background", "kitten"] {
+            let ids = try m.tokenIds(prompt)
+            let b = try baked.encode(tokenIds: ids), e = try erased.encode(tokenIds: ids)
+            XCTAssertLessThanOrEqual(maxAbsDiff(b.hiddenStates, e.hiddenStates), 2e-5, prompt)
+            XCTAssertGreaterThan(maxAbsDiff(e.hiddenStates, try zeroed.encode(tokenIds: ids).hiddenStates), 1e-2, "fill is not zero ablation")
+        }
+        // Merging: a unit closed by one file keeps that file's fill; closed by two with different fills is refused.
+        let other = MaskFile(masks: [:], textMasks: [1: binary(1536, seed: 3)], metadata: ["concept": "dog"])
+        let merged = try MaskFile.merge([back, other])
+        let j = (0..<1536).first { masks[1]![$0] == 0 && other.textMasks[1]![$0] == 1 }!
+        XCTAssertEqual(merged.textFill[1]![j], fill[1]![j])
+        XCTAssertTrue(errorText { _ = try MaskFile.merge([back, MaskFile(masks: [:], textMasks: masks)]) }.contains("different fill values"))
+        let same = try MaskFile.merge([back, back])
+        for l in [1, 4] {
+            XCTAssertEqual(same.textFill[l]!, masks[l]!.indices.map { masks[l]![$0] == 0 ? fill[l]![$0] : 0 }, "layer \(l)")
+        }
+    }
+
+    private func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float { zip(a, b).map { abs($0 - $1) }.max() ?? 0 }
 }
