@@ -1,5 +1,6 @@
 import Flux
 import Foundation
+import TextEncoder
 import World
 
 /// What a concept prompt is pushed towards: the original model's sample for …
@@ -208,5 +209,29 @@ public enum ErasurePrompts {
             if i < n.count { out.append(n[i]) }
         }
         return out
+    }
+}
+
+extension ErasureTarget {
+    /// `--target nearest`: the anchor is the world class the concept's name is nearest to in the text encoder
+    /// (cosine of the pooled MiniLM embeddings of the class names), its own class excluded — a concept the
+    /// model already draws, so the erased prompts move to a nearby mode rather than to an unfamiliar word.
+    public static func nearestClass(to concept: ConceptSpec, encoder: MiniLM) throws -> (name: String, similarity: Double) {
+        func embed(_ text: String) throws -> [Double] {
+            try encoder.encode(text, allowUnknown: true).pooled.map(Double.init)
+        }
+        func cosine(_ a: [Double], _ b: [Double]) -> Double {
+            let dot = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
+            let n = (a.reduce(0) { $0 + $1 * $1 } * b.reduce(0) { $0 + $1 * $1 }).squareRoot()
+            return n > 0 ? dot / n : 0
+        }
+        let c = try embed(concept.name)
+        var best: (name: String, similarity: Double)?
+        for (id, cls) in Vocabulary.classes.enumerated() where id != concept.classID && !concept.phrases.contains(cls.name.lowercased()) {
+            let s = cosine(c, try embed(cls.name))
+            if best == nil || s > best!.similarity { best = (cls.name, s) }
+        }
+        guard let best else { throw ErasureError.badArgument("--target nearest: the world has no other class") }
+        return best
     }
 }

@@ -27,7 +27,7 @@ struct Erase: ParsableCommand {
     @Option(help: "What is learned: mask (neuron masks, end-to-end loss; the product's method), per-step (masks, per-step loss), finetune (the mask sites' layer weights, end-to-end loss) or esd (ESD-style fine-tuning of the text-stream q/k/v).")
     var method: String = "mask"
     @Option(help: "ESD's negative-guidance strength η (--method esd).") var eta: Double = 1
-    @Option(help: "Target of concept prompts: null (empty prompt), deconcept (concept phrase → \"object\") or an anchor phrase.")
+    @Option(help: "Target of concept prompts: null (empty prompt), deconcept (concept phrase → \"object\"), nearest (the world class whose name the text encoder puts nearest the concept's, as an anchor) or an anchor phrase.")
     var target: String = "deconcept"
     @Option(help: "Weight β of the preservation term.") var beta: Double = 1
     @Option(help: "Sampling steps N the loss backpropagates through.") var steps: Int = 20
@@ -101,7 +101,14 @@ struct Erase: ParsableCommand {
             o.method = try ErasureMethod.parse(method)
             o.esdEta = eta
             o.concepts = try concept.map { try ConceptSpec.resolve($0, synonyms: synonym) }
-            o.target = try ErasureTarget.parse(target)
+            if target.trimmingCharacters(in: .whitespaces).lowercased() == "nearest" {
+                guard o.concepts.count == 1 else { throw CLIError("--target nearest takes one --concept; give several concepts an anchor phrase instead") }
+                let near = try ErasureTarget.nearestClass(to: o.concepts[0], encoder: encoder.miniLM)
+                log(String(format: "target: the nearest class to '%@' is '%@' (cosine %.3f)", o.concepts[0].name, near.name, near.similarity))
+                o.target = .anchor(near.name)
+            } else {
+                o.target = try ErasureTarget.parse(target)
+            }
             o.beta = beta; o.samplingSteps = steps; o.guidance = guidance
             o.sites = try ErasureOptions.expandSites([sites ?? o.method.defaultSiteKinds.joined(separator: ",")], config: cfg,
                                                      textEncoderLayers: encoder.miniLM.layerCount)

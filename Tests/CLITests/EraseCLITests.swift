@@ -30,6 +30,9 @@ extension CLITests {
         try fails(["--concept", "cat", "--sites", "ff", "--text-preserve", "1"], "--text-preserve needs text-encoder sites")
         try fails(["--concept", "cat", "--sites", "ff", "--unit-cost", "1"], "--unit-cost needs text-encoder sites")
         try fails(["--concept", "cat", "--unit-cost=-1"], "--unit-cost must be ≥ 0", exit: 64)
+        try fails(["--concept", "cat", "--text-ablation", "half"], "--text-ablation must be zero or mean")
+        try fails(["--concept", "cat", "--sites", "ff", "--text-ablation", "mean"], "--text-ablation mean needs text-encoder sites")
+        try fails(["--concept", "cat", "--concept", "dog", "--target", "nearest"], "--target nearest takes one --concept")
         try fails(["--concept", "cat", "--sites", "text_ff", "--text-preserve=-1"], "--text-preserve must be ≥ 0", exit: 64)
         try fails(["--concept", "ꙮ"], "unknown")   // a character MiniLM's vocabulary lacks, in every generated prompt
         let prompts = dir.appendingPathComponent("p.txt").path

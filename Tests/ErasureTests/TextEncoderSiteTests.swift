@@ -3,6 +3,7 @@ import Flux
 import Foundation
 import SafeTensors
 import TextEncoder
+import World
 import XCTest
 
 @testable import Erasure
@@ -36,6 +37,21 @@ final class TextEncoderSiteTests: XCTestCase {
         var bad = file
         bad.textMasks[2]![4] = 0.5
         XCTAssertTrue(errorText { try bad.write(to: dir + "/bad.safetensors") }.contains("only 0 or 1"))
+    }
+
+    /// `--target nearest`: the world class whose name MiniLM embeds closest to the concept's, never the concept's
+    /// own class (for ankle boot the evaluation's ripple table ranks sneaker first by the same similarity).
+    func testNearestClassAnchor() throws {
+        let m = try XCTUnwrap(Self.encoder, "MiniLM not found: run scripts/fetch_minilm.sh").miniLM
+        let boot = try ErasureTarget.nearestClass(to: try ConceptSpec.resolve("ankle boot"), encoder: m)
+        XCTAssertEqual(boot.name, "sneaker")
+        let cat = try ErasureTarget.nearestClass(to: try ConceptSpec.resolve("cat"), encoder: m)
+        XCTAssertNotEqual(cat.name, "cat")
+        for cls in Vocabulary.classes where cls.name != "cat" && cls.name != cat.name {
+            let p = (try m.encode(cls.name).pooled, try m.encode("cat").pooled)
+            let s = zip(p.0, p.1).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+            XCTAssertLessThanOrEqual(s, cat.similarity + 1e-6, cls.name)
+        }
     }
 
     func testBinarisationRanksTextUnitsWithTheRest() {
