@@ -18,9 +18,10 @@ erase() {
     if [ -f "$out/$name/report.json" ]; then echo "reusing $out/$name"; return; fi
     "$mce" erase --concept "$concept" --eval-prompts 0 --out "$out/$name" "$@"
 }
-authors="--sites ff,ff_context,norm1_context"
+# The table's mask runs used the deconcept target and β 1, the defaults until session 14.
+authors="--sites ff,ff_context,norm1_context --target deconcept"
 # shellcheck disable=SC2086
-erase mask-b1 $authors
+erase mask-b1 --beta 1 $authors
 # shellcheck disable=SC2086
 erase mask-b10 --beta 10 $authors
 erase mask-default

@@ -47,6 +47,16 @@ public enum ErasureMethod: String, Codable, CaseIterable, Sendable {
         self == .mask ? ErasureOptions.authorsSiteKinds + [TextEncoderSite.kind] : ErasureOptions.authorsSiteKinds
     }
 
+    /// Default target of the concept prompts (`--target`) for one concept: for the product's method the nearest
+    /// world class as an anchor, which keeps the neutral prompts where the deconcept target's unfamiliar
+    /// "object" does not (roadmap, issue 5, session 14); the baselines keep the deconcept target they were
+    /// measured with. Several concepts: deconcept (one anchor cannot stand for all).
+    public func defaultTarget(concepts: Int) -> String { self == .mask && concepts == 1 ? "nearest" : "deconcept" }
+
+    /// Default weight β of the preservation term: 0.3 for the product's method (with the anchor target it
+    /// erases more at no neutral cost measured; roadmap, issue 5, session 14), the authors' 1 for the rest.
+    public var defaultBeta: Double { self == .mask ? 0.3 : 1 }
+
     /// Default optimiser steps.
     public var defaultIterations: Int {
         switch self {

@@ -27,9 +27,9 @@ struct Erase: ParsableCommand {
     @Option(help: "What is learned: mask (neuron masks, end-to-end loss; the product's method), per-step (masks, per-step loss), finetune (the mask sites' layer weights, end-to-end loss) or esd (ESD-style fine-tuning of the text-stream q/k/v).")
     var method: String = "mask"
     @Option(help: "ESD's negative-guidance strength η (--method esd).") var eta: Double = 1
-    @Option(help: "Target of concept prompts: null (empty prompt), deconcept (concept phrase → \"object\"), nearest (the world class whose name the text encoder puts nearest the concept's, as an anchor) or an anchor phrase.")
-    var target: String = "deconcept"
-    @Option(help: "Weight β of the preservation term.") var beta: Double = 1
+    @Option(help: "Target of concept prompts: null (empty prompt), deconcept (concept phrase → \"object\"), nearest (the world class whose name the text encoder puts nearest the concept's, as an anchor) or an anchor phrase. Default: nearest for the mask method and one concept, deconcept otherwise.")
+    var target: String?
+    @Option(help: "Weight β of the preservation term (default 0.3 for the mask method, 1 for the others).") var beta: Double?
     @Option(help: "Sampling steps N the loss backpropagates through.") var steps: Int = 20
     @Option(help: "Classifier-free guidance scale of the sampler (1 = off); the base model is sampled at 3.") var guidance: Double = BaseModelSpec.defaultGuidance
     @Option(help: ArgumentHelp("Mask sites: kinds (\(MaskSite.Kind.allCases.map(\.rawValue).joined(separator: ", ")); \(TextEncoderSite.kind): the text encoder's feed-forward units, mask method only) or names, comma-separated. Default: \(ErasureMethod.mask.defaultSiteKinds.joined(separator: ",")) (the authors' sites and the text encoder's units); \(ErasureOptions.authorsSiteKinds.joined(separator: ",")) for the other methods."))
@@ -69,7 +69,7 @@ struct Erase: ParsableCommand {
     func validate() throws {
         if concept.isEmpty { throw ValidationError("give at least one --concept") }
         if steps < 1 { throw ValidationError("--steps (sampling steps N) must be ≥ 1, got \(steps)") }
-        if !(beta >= 0) { throw ValidationError("--beta must be ≥ 0, got \(beta)") }
+        if let beta, !(beta >= 0) { throw ValidationError("--beta must be ≥ 0, got \(beta)") }
         if batch < 1 || checkpointEvery < 1 || evalPrompts < 0 || evalPerClass < 1 {
             throw ValidationError("--batch, --checkpoint-every and --eval-per-class must be ≥ 1, --eval-prompts ≥ 0")
         }
@@ -82,7 +82,7 @@ struct Erase: ParsableCommand {
         if let textPreservePrompts, textPreservePrompts < 1 { throw ValidationError("--text-preserve-prompts must be ≥ 1") }
         if !(unitCost >= 0 && unitCost.isFinite) { throw ValidationError("--unit-cost must be ≥ 0 and finite, got \(unitCost)") }
         if !eta.isFinite { throw ValidationError("--eta must be finite") }
-        if !beta.isFinite { throw ValidationError("--beta must be finite, got \(beta)") }
+        if let beta, !beta.isFinite { throw ValidationError("--beta must be finite, got \(beta)") }
         try checkGuidance(guidance)
         // At guidance 0 the sampler follows the empty prompt only: every prompt gives the same sample, so the
         // loss is 0 and nothing can be erased.
@@ -101,6 +101,8 @@ struct Erase: ParsableCommand {
             o.method = try ErasureMethod.parse(method)
             o.esdEta = eta
             o.concepts = try concept.map { try ConceptSpec.resolve($0, synonyms: synonym) }
+            let target = self.target ?? o.method.defaultTarget(concepts: o.concepts.count)
+            let beta = self.beta ?? o.method.defaultBeta
             if target.trimmingCharacters(in: .whitespaces).lowercased() == "nearest" {
                 guard o.concepts.count == 1 else { throw CLIError("--target nearest takes one --concept; give several concepts an anchor phrase instead") }
                 let near = try ErasureTarget.nearestClass(to: o.concepts[0], encoder: encoder.miniLM)

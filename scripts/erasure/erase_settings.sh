@@ -10,8 +10,9 @@ erase_output() {
 }
 
 #   erase_settings CONCEPT OUT "EXTRA ARGS" "name|args" …   → runs=(OUT/name …), in the settings' order
-# Each setting runs `.build/release/mce erase --concept CONCEPT ARGS EXTRA --out OUT/name` unless
-# OUT/name/report.json exists (delete the folder to redo one).
+# Each setting runs `.build/release/mce erase --concept CONCEPT $ERASE_DEFAULTS ARGS EXTRA --out OUT/name`
+# unless OUT/name/report.json exists (delete the folder to redo one). ERASE_DEFAULTS pins options whose
+# defaults changed since a script's tables were measured (ARGS, later on the line, still override them).
 erase_settings() {
     local concept=$1 out=$2 extra=$3 s name args
     shift 3
@@ -20,7 +21,7 @@ erase_settings() {
         name=${s%%|*} args=${s#*|}
         [ -f "$out/$name/report.json" ] || {
             # shellcheck disable=SC2086
-            .build/release/mce erase --concept "$concept" $args $extra --out "$out/$name" >&2
+            .build/release/mce erase --concept "$concept" ${ERASE_DEFAULTS:-} $args $extra --out "$out/$name" >&2
         }
         runs+=("$out/$name")
     done
