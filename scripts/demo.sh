@@ -13,5 +13,7 @@ out=${MCE_OUT:-out/demo}
 mkdir -p "$out"
 # A look at the model first: four samples of the concept (PNG grid).
 .build/release/mce generate --prompt "a red $concept on a blue background" --count 4 --out "$out/generate" >&2
-.build/release/mce erase --concept "$concept" --out "$out/erase-${concept// /-}"
+# 16 neutral prompts per class (304): the protocol's 4 read neutral accuracy only to about ±0.09, too coarse
+# for the 3-point target the report judges.
+.build/release/mce erase --concept "$concept" --eval-per-class 16 --out "$out/erase-${concept// /-}"
 echo "samples before erasure: $out/generate/grid.png"
