@@ -14,6 +14,7 @@ public enum ErasureTarget: Codable, Equatable, Sendable, CustomStringConvertible
         switch t.lowercased() {
         case "null", "empty": return .null
         case "deconcept": return .deconcept
+        case "nearest": throw ErasureError.badArgument("--target nearest names a class only the text encoder can choose: resolve it with ErasureTarget.resolve")
         case "": throw ErasureError.badArgument("--target must be null, deconcept or an anchor phrase, not empty")
         default: return .anchor(t)
         }
@@ -213,22 +214,26 @@ public enum ErasurePrompts {
 }
 
 extension ErasureTarget {
+    /// `--target` as the user gives it: null, deconcept, an anchor phrase, or `nearest`, which the text encoder
+    /// resolves to an anchor (one concept only). Returns the nearest class too when it chose one.
+    public static func resolve(_ text: String, concepts: [ConceptSpec], encoder: MiniLM) throws
+        -> (target: ErasureTarget, nearest: (name: String, similarity: Double)?) {
+        guard text.trimmingCharacters(in: .whitespaces).lowercased() == "nearest" else { return (try parse(text), nil) }
+        guard concepts.count == 1 else {
+            throw ErasureError.badArgument("--target nearest takes one --concept; give several concepts an anchor phrase instead")
+        }
+        let near = try nearestClass(to: concepts[0], encoder: encoder)
+        return (.anchor(near.name), near)
+    }
+
     /// `--target nearest`: the anchor is the world class the concept's name is nearest to in the text encoder
     /// (cosine of the pooled MiniLM embeddings of the class names), its own class excluded — a concept the
     /// model already draws, so the erased prompts move to a nearby mode rather than to an unfamiliar word.
     public static func nearestClass(to concept: ConceptSpec, encoder: MiniLM) throws -> (name: String, similarity: Double) {
-        func embed(_ text: String) throws -> [Double] {
-            try encoder.encode(text, allowUnknown: true).pooled.map(Double.init)
-        }
-        func cosine(_ a: [Double], _ b: [Double]) -> Double {
-            let dot = zip(a, b).reduce(0) { $0 + $1.0 * $1.1 }
-            let n = (a.reduce(0) { $0 + $1 * $1 } * b.reduce(0) { $0 + $1 * $1 }).squareRoot()
-            return n > 0 ? dot / n : 0
-        }
-        let c = try embed(concept.name)
+        let c = try encoder.encode(concept.name, allowUnknown: true)
         var best: (name: String, similarity: Double)?
         for (id, cls) in Vocabulary.classes.enumerated() where id != concept.classID && !concept.phrases.contains(cls.name.lowercased()) {
-            let s = cosine(c, try embed(cls.name))
+            let s = c.cosine(to: try encoder.encode(cls.name, allowUnknown: true))
             if best == nil || s > best!.similarity { best = (cls.name, s) }
         }
         guard let best else { throw ErasureError.badArgument("--target nearest: the world has no other class") }

@@ -139,7 +139,7 @@ public enum Evaluator {
         var similarity: [Int: Double] = [:]
         for c in neutralClasses {
             let e = try encoder.encode(Vocabulary.classes[c].name, allowUnknown: true)
-            similarity[c] = conceptEnc.map { Metrics.textSimilarity($0, e) }.max() ?? 0
+            similarity[c] = conceptEnc.map { $0.cosine(to: e) }.max() ?? 0
         }
 
         var runs: [EvaluationReport.RunResult] = []

@@ -57,13 +57,6 @@ public enum Metrics {
         return count.mapValues { _ in 0 }.merging(count.map { ($0.key, Double(hit[$0.key] ?? 0) / Double($0.value)) }) { $1 }
     }
 
-    /// Cosine similarity of the pooled MiniLM embeddings of two phrases.
-    public static func textSimilarity(_ a: TextEncoding, _ b: TextEncoding) -> Double {
-        var dot = 0.0, na = 0.0, nb = 0.0
-        for (x, y) in zip(a.pooled, b.pooled) { dot += Double(x) * Double(y); na += Double(x) * Double(x); nb += Double(y) * Double(y) }
-        return na > 0 && nb > 0 ? dot / (na * nb).squareRoot() : 0
-    }
-
     /// Wilson score interval (95% at z 1.96) of a rate measured as `rate` over `trials` samples: how far a
     /// detection rate or accuracy on a few dozen prompts can be from the model's true rate (1 of 32 → 0.006–0.157).
     public static func wilsonInterval(rate: Double, trials: Int, z: Double = 1.96) -> (lower: Double, upper: Double) {

@@ -28,6 +28,14 @@ public struct TextEncoding: Sendable {
 
     /// The hidden state of token `t` (row t of `hiddenStates`).
     public func hiddenState(_ t: Int) -> ArraySlice<Float> { hiddenStates[t * hiddenSize..<(t + 1) * hiddenSize] }
+
+    /// Cosine similarity of the two sentence embeddings (0 when either is zero). The encoder's own embeddings
+    /// are unit vectors, so this is their dot product; hand-built encodings need not be.
+    public func cosine(to other: TextEncoding) -> Double {
+        var dot = 0.0, na = 0.0, nb = 0.0
+        for (x, y) in zip(pooled, other.pooled) { dot += Double(x) * Double(y); na += Double(x) * Double(x); nb += Double(y) * Double(y) }
+        return na > 0 && nb > 0 ? dot / (na * nb).squareRoot() : 0
+    }
 }
 
 /// all-MiniLM-L6-v2 (sentence-transformers): the uncased WordPiece tokenizer and the 6-layer BERT encoder

@@ -103,14 +103,11 @@ struct Erase: ParsableCommand {
             o.concepts = try concept.map { try ConceptSpec.resolve($0, synonyms: synonym) }
             let target = self.target ?? o.method.defaultTarget(concepts: o.concepts.count)
             let beta = self.beta ?? o.method.defaultBeta
-            if target.trimmingCharacters(in: .whitespaces).lowercased() == "nearest" {
-                guard o.concepts.count == 1 else { throw CLIError("--target nearest takes one --concept; give several concepts an anchor phrase instead") }
-                let near = try ErasureTarget.nearestClass(to: o.concepts[0], encoder: encoder.miniLM)
+            let resolved = try ErasureTarget.resolve(target, concepts: o.concepts, encoder: encoder.miniLM)
+            if let near = resolved.nearest {
                 log(String(format: "target: the nearest class to '%@' is '%@' (cosine %.3f)", o.concepts[0].name, near.name, near.similarity))
-                o.target = .anchor(near.name)
-            } else {
-                o.target = try ErasureTarget.parse(target)
             }
+            o.target = resolved.target
             o.beta = beta; o.samplingSteps = steps; o.guidance = guidance
             o.sites = try ErasureOptions.expandSites([sites ?? o.method.defaultSiteKinds.joined(separator: ",")], config: cfg,
                                                      textEncoderLayers: encoder.miniLM.layerCount)

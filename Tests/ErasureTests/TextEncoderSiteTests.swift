@@ -52,6 +52,17 @@ final class TextEncoderSiteTests: XCTestCase {
             let s = zip(p.0, p.1).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
             XCTAssertLessThanOrEqual(s, cat.similarity + 1e-6, cls.name)
         }
+        // `resolve` is the one place "nearest" is understood; `parse` alone refuses it rather than taking it as an anchor word.
+        let bootSpec = try ConceptSpec.resolve("ankle boot")
+        let r = try ErasureTarget.resolve(" Nearest", concepts: [bootSpec], encoder: m)
+        XCTAssertEqual(r.target, .anchor("sneaker"))
+        XCTAssertEqual(r.nearest?.similarity ?? 0, boot.similarity, accuracy: 1e-12)
+        let d = try ErasureTarget.resolve("deconcept", concepts: [bootSpec], encoder: m)
+        XCTAssertEqual(d.target, .deconcept)
+        XCTAssertNil(d.nearest)
+        XCTAssertEqual(try ErasureTarget.resolve("a red hat", concepts: [bootSpec], encoder: m).target, .anchor("a red hat"))
+        XCTAssertThrowsError(try ErasureTarget.parse("nearest"))
+        XCTAssertThrowsError(try ErasureTarget.resolve("nearest", concepts: [bootSpec, try ConceptSpec.resolve("cat")], encoder: m))
     }
 
     func testBinarisationRanksTextUnitsWithTheRest() {
