@@ -88,19 +88,27 @@ public enum TextEncoderBaker {
         var metadata = file.metadata
         metadata[Baker.markerKey] = "\(units) feed-forward units zeroed in \(zeroed.count) layers"
         var w = SafeTensorsWriter(metadata: metadata)
+        // A down projection whose bias takes a fill is decoded once, for whichever of the two comes first.
+        var decoded: [String: [Float]] = [:]
+        func weight(_ name: String) throws -> [Float] {
+            if let w = decoded[name] { return w }
+            let w = try file.floats(name)
+            if shifted.values.contains(where: { $0.weight == name }) { decoded[name] = w }
+            return w
+        }
         for info in file.tensors {
             let raw = try file.rawBytes(info.name)
             if let shift = shifted[info.name] {
                 var bias = try file.floats(info.name)
-                let weight = try file.floats(shift.weight), cols = weight.count / bias.count
+                let down = try weight(shift.weight), cols = down.count / bias.count
                 for r in bias.indices {
                     var s = Double(bias[r])
-                    for (j, f) in shift.units { s += Double(weight[r * cols + j]) * Double(f) }
+                    for (j, f) in shift.units { s += Double(down[r * cols + j]) * Double(f) }
                     bias[r] = Float(s)
                 }
                 w.add(info.name, shape: info.shape, floats: bias)
             } else if let off = zeroed[info.name] {
-                var values = try file.floats(info.name)
+                var values = try weight(info.name)
                 let cols = info.shape[1]
                 for r in 0..<info.shape[0] { for j in off { values[r * cols + j] = 0 } }
                 w.add(info.name, shape: info.shape, floats: values)
