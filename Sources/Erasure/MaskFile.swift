@@ -159,13 +159,14 @@ public struct MaskFile {
         for (k, f) in files.enumerated() {
             try f.check(config: nil)
             try multiply(&masks, by: f.masks, file: k) { "\($0)" }
+            let closedBefore = textMasks    // the product so far: 0 where an earlier file closed the unit
             try multiply(&textMasks, by: f.textMasks, file: k) { TextEncoderSite.name(layer: $0) }
             // A closed unit emits what the file that closes it says (0 without fill); two fills for one unit must agree.
             for (layer, m) in f.textMasks {
                 let own = f.textFill[layer] ?? [Float](repeating: 0, count: m.count)
                 var acc = textFill[layer] ?? [Float](repeating: 0, count: m.count)
                 for j in m.indices where m[j] == 0 {
-                    if files[..<k].contains(where: { $0.textMasks[layer]?[j] == 0 }) && acc[j] != own[j] {
+                    if closedBefore[layer]?[j] == 0 && acc[j] != own[j] {
                         throw ErasureError.badInput("cannot merge: unit \(j) of '\(TextEncoderSite.name(layer: layer))' is closed with different fill values (mean or zero ablation) in file \(k + 1) and an earlier file")
                     }
                     acc[j] = own[j]
