@@ -4,7 +4,8 @@
 #   scripts/beta_sweep.sh [CONCEPT] [β …]        e.g. scripts/beta_sweep.sh "ankle boot" 0.1 1 10 100
 # Outputs: out/beta-sweep/beta-<β>/ (masks, baked model), out/beta-sweep/evaluate/ (report.html,
 # report.json, beta-sweep.svg), copied to docs/beta-sweep.svg. Extra `mce erase` arguments can be passed
-# in MCE_ERASE_ARGS, extra `mce evaluate` arguments in MCE_EVAL_ARGS.
+# in MCE_ERASE_ARGS, extra `mce evaluate` arguments in MCE_EVAL_ARGS; MCE_SWEEP_OUT and MCE_SWEEP_PLOT
+# change the output folder and the plot's copy (the README's two sweeps use different ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 concept=${1:-ankle boot}
@@ -12,8 +13,9 @@ shift || true
 betas=("$@")
 [ ${#betas[@]} -eq 0 ] && betas=(0.1 1 10 100)
 swift build -c release --product mce >&2
-out=out/beta-sweep
-mkdir -p "$out" docs
+out=${MCE_SWEEP_OUT:-out/beta-sweep}
+plot=${MCE_SWEEP_PLOT:-docs/beta-sweep.svg}
+mkdir -p "$out" "$(dirname "$plot")"
 runs=()
 for b in "${betas[@]}"; do
     # shellcheck disable=SC2086
@@ -22,5 +24,5 @@ for b in "${betas[@]}"; do
 done
 # shellcheck disable=SC2086
 .build/release/mce evaluate --concept "$concept" --compare "${runs[@]}" --out "$out/evaluate" ${MCE_EVAL_ARGS:-}
-cp "$out/evaluate/beta-sweep.svg" docs/beta-sweep.svg
-echo "plot: docs/beta-sweep.svg"
+cp "$out/evaluate/beta-sweep.svg" "$plot"
+echo "plot: $plot"
