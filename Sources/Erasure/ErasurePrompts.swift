@@ -201,13 +201,18 @@ public enum ErasurePrompts {
         return interleaved(items)
     }
 
-    /// Concept and neutral items alternate (as in the authors' data loader), so each accumulated step sees both.
+    /// Concept and neutral items spread evenly through the list, concept first: with equal counts they alternate
+    /// (as in the authors' data loader); with unequal counts each stretch of the list keeps the overall ratio
+    /// (20 concept and 60 neutral: c n n n c n n n …), so every accumulated step sees both terms rather than
+    /// ending each epoch on a run of one kind.
     static func interleaved(_ items: [ErasureItem]) -> [ErasureItem] {
         let c = items.filter(\.isConcept), n = items.filter { !$0.isConcept }
-        var out: [ErasureItem] = []
-        for i in 0..<max(c.count, n.count) {
-            if i < c.count { out.append(c[i]) }
-            if i < n.count { out.append(n[i]) }
+        let total = c.count + n.count
+        var out: [ErasureItem] = [], ci = 0, ni = 0
+        for k in 0..<total {
+            // The next concept item is due once k has reached its share of the positions: ci·total ≤ k·c.
+            let conceptDue = ci < c.count && (ni == n.count || ci * total <= k * c.count)
+            if conceptDue { out.append(c[ci]); ci += 1 } else { out.append(n[ni]); ni += 1 }
         }
         return out
     }

@@ -148,6 +148,23 @@ final class EraserTests: XCTestCase {
         XCTAssertFalse(free.isMentioned(in: "a red rocketeer"))
     }
 
+    /// Unequal counts spread evenly: every batch of 4 from 20 concept and 60 neutral prompts holds one concept
+    /// prompt (not 2 + 2 for half an epoch, then neutral prompts only); 40 and 20 give c n c c n c …; every item once.
+    func testPromptsSpreadEvenlyWithUnequalCounts() throws {
+        let cat = try ConceptSpec.resolve("cat")
+        let items = try ErasurePrompts.world(concepts: [cat], conceptCount: 20, neutralCount: 60, target: .deconcept, seed: 3)
+        XCTAssertEqual(items.count, 80)
+        for b in stride(from: 0, to: 80, by: 4) {
+            XCTAssertEqual(items[b..<b + 4].map(\.isConcept), [true, false, false, false], "batch at \(b)")
+        }
+        let both = try ErasurePrompts.world(concepts: [cat], conceptCount: 40, neutralCount: 20, target: .deconcept, seed: 3)
+        XCTAssertEqual(both.prefix(6).map(\.isConcept), [true, false, true, true, false, true])
+        XCTAssertEqual(both.filter(\.isConcept).count, 40)
+        XCTAssertEqual(Set(both.map(\.seed)).count, 60, "each prompt once")
+        let none = try ErasurePrompts.world(concepts: [cat], conceptCount: 5, neutralCount: 0, target: .deconcept, seed: 3)
+        XCTAssertEqual(none.count, 5)
+    }
+
     func testPromptFileErrors() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mce-prompts-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
