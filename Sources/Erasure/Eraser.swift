@@ -55,8 +55,20 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     public var batch = 4                     // items per optimiser step (the authors accumulate 4)
     public var freshNoise = false            // false: one fixed x_T per prompt (the authors); true: new x_T per epoch
     public var seed: UInt64 = 0
+    /// Independent training runs of the mask, with seeds seed, seed + 1, …: prompts, noise and mask draws; the
+    /// mean of their logits is binarised (stability selection). Most units one run closes are pushed there by
+    /// that run's noise rather than by the concept, and different ones in every run. nil or 1: one run.
+    /// Optional so that older files still decode.
+    public var restarts: Int? = nil
     public var esdEta = 1.0                  // ESD's negative-guidance strength η
     public init() {}
+
+    /// Options of restart r (0-based): the same, with that run's seed.
+    public func restart(_ r: Int) -> ErasureOptions {
+        var o = self
+        o.seed = seed &+ UInt64(r)
+        return o
+    }
 
     public enum LRSchedule: String, Codable, Sendable, CaseIterable { case constant, cosine }
     public enum TextAblation: String, Codable, Sendable, CaseIterable { case zero, mean }

@@ -192,6 +192,58 @@ public struct MaskFile {
         return merged
     }
 
+    /// One mask from several training runs of the same erasure (other seeds): the mean of their logits per
+    /// unit, binarised by `binarisation`. A unit that only one run's noise pushed below the threshold is kept,
+    /// one every run pushes down is removed (stability selection). Every file must have logits for the same
+    /// sites, of the same widths, learned on the same model; mean-ablation fills are averaged. Metadata: the
+    /// first file's, with `seed` listing every file's seed and `binarisation` the rule used.
+    public static func average(_ files: [MaskFile], binarisation: Binarisation) throws -> MaskFile {
+        guard let first = files.first else { throw ErasureError.badInput("averaging needs at least one mask file") }
+        func mean<Site: Hashable>(_ key: KeyPath<MaskFile, [Site: [Float]]>, name: (Site) -> String) throws -> [Site: [Float]] {
+            var sum: [Site: [Float]] = [:]
+            for (k, f) in files.enumerated() {
+                let l = f[keyPath: key]
+                guard Set(l.keys) == Set(first[keyPath: key].keys) else {
+                    throw ErasureError.badInput("cannot average: file \(k + 1) has logits for other sites than file 1 (sites: \(l.keys.map(name).sorted().joined(separator: ", ")))")
+                }
+                for (site, v) in l {
+                    guard let acc = sum[site] else { sum[site] = v; continue }
+                    guard acc.count == v.count else {
+                        throw ErasureError.badInput("cannot average: site '\(name(site))' has \(acc.count) units in file 1 but \(v.count) in file \(k + 1)")
+                    }
+                    sum[site] = zip(acc, v).map { $0 + $1 }
+                }
+            }
+            return sum.mapValues { $0.map { $0 / Float(files.count) } }
+        }
+        for (k, f) in files.enumerated() {
+            try f.check(config: nil)
+            guard !f.logits.isEmpty || !f.textLogits.isEmpty else {
+                throw ErasureError.badInput("cannot average: file \(k + 1) has no logits (a merged or hand-made mask); average the training runs' files")
+            }
+        }
+        let hashes = Set(files.compactMap { $0.metadata[Key.modelHash] })
+        if hashes.count > 1 {
+            throw ErasureError.badInput("cannot average masks learned on different models (model_hash values: \(hashes.sorted().joined(separator: ", ")))")
+        }
+        let logits = try mean(\.logits) { "\($0)" }
+        let textLogits = try mean(\.textLogits) { TextEncoderSite.name(layer: $0) }
+        let binary = binarisation.apply(logits, text: textLogits)
+        var metadata = first.metadata
+        metadata["seed"] = files.map { $0.metadata["seed"] ?? "?" }.joined(separator: ",")
+        metadata["binarisation"] = binarisation.description
+        metadata["averaged_runs"] = "\(files.count)"
+        var result = MaskFile(logits: logits, masks: binary.masks, textLogits: textLogits, textMasks: binary.text, metadata: metadata)
+        let fills = files.map(\.textFill)
+        if fills.contains(where: { !$0.isEmpty }) {
+            guard fills.allSatisfy({ Set($0.keys) == Set(textLogits.keys) }) else {
+                throw ErasureError.badInput("cannot average: some files ablate text-encoder units to their mean (fill values) and others to zero")
+            }
+            result.textFill = try mean(\.textFill) { TextEncoderSite.name(layer: $0) }
+        }
+        return result
+    }
+
     /// acc[site] ← acc[site] ⊙ m for every site of `masks` (a site acc lacks is taken as it is); widths must agree.
     private static func multiply<Site: Hashable>(_ acc: inout [Site: [Float]], by masks: [Site: [Float]], file k: Int,
                                                  name: (Site) -> String) throws {

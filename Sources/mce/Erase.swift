@@ -59,6 +59,8 @@ struct Erase: ParsableCommand {
     @Flag(help: "New noise for every epoch (default: one fixed x_T per prompt, as the authors).") var freshNoise = false
     @Flag(help: "Drop concept prompts whose original sample the detector does not read as the concept.") var filter = false
     @Option(help: "Random seed (prompts, noise, mask draws).") var seed: UInt64 = 0
+    @Option(help: "Independent training runs (seeds --seed, --seed + 1, …) whose mean mask logits are binarised: a unit closes only where the runs agree, so fewer units are closed by one run's noise (K times the training time).")
+    var restarts: Int = 1
     @Option(help: "Output folder.") var out: String = "out/erase"
     @Flag(help: "Continue from OUT/state.safetensors.") var resume = false
     @Option(help: "Iterations between state checkpoints.") var checkpointEvery: Int = 10
@@ -74,6 +76,7 @@ struct Erase: ParsableCommand {
             throw ValidationError("--batch, --checkpoint-every and --eval-per-class must be ≥ 1, --eval-prompts ≥ 0")
         }
         if let i = iterations, i < 1 { throw ValidationError("--iterations must be ≥ 1") }
+        if restarts < 1 { throw ValidationError("--restarts must be ≥ 1, got \(restarts)") }
         if let e = epochs, e < 1 { throw ValidationError("--epochs must be ≥ 1") }
         if iterations != nil && epochs != nil { throw ValidationError("give --iterations or --epochs, not both") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be > 0") }
@@ -136,57 +139,85 @@ struct Erase: ParsableCommand {
                 o.binaryFinish = binaryFinish; o.finishThreshold = t == 0 ? nil : t
             }
 
-            var items: [ErasureItem]
-            if let file = prompts {
-                items = try ErasurePrompts.files(conceptFile: file, neutralFile: neutral, concepts: o.concepts, target: o.target, seed: seed)
-            } else {
-                if neutral != nil { throw CLIError("--neutral needs --prompts (generated prompts include their own neutral set)") }
-                items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: conceptPrompts, neutralCount: neutralPrompts,
-                                                 target: o.target, seed: seed)
-            }
-            for it in items {   // refuse unknown words before any work
-                _ = try encoder.encode(it.prompt)
-                if !it.targetPrompt.isEmpty { _ = try encoder.encode(it.targetPrompt) }
+            if restarts > 1 {
+                guard o.method.learnsMasks else { throw CLIError("--restarts is for mask methods (their runs' mask logits are averaged), not \(o.method.rawValue)") }
+                o.restarts = restarts
             }
             let detectorModel: SceneDetector? = fm.fileExists(atPath: detector) ? try SceneDetector(path: detector) : nil
-            if filter {
-                guard let det = detectorModel else { throw CLIError("--filter needs the detector (\(detector) not found)") }
-                let gen = Generator(model: transformer, encoder: encoder, steps: steps, guidanceScale: guidance)
-                let concepts = items.filter(\.isConcept)
-                let imgs = try gen.images(prompts: concepts.map(\.prompt), seeds: concepts.map(\.seed))
-                let keep = zip(concepts, det.predict(imgs)).filter { $0.0.classID == nil || $0.1.classID == $0.0.classID }.map(\.0.prompt)
-                log("filter: \(keep.count) of \(concepts.count) concept prompts show the concept")
-                guard !keep.isEmpty else { throw CLIError("--filter: no concept prompt's original sample shows the concept") }
-                items = items.filter { !$0.isConcept || keep.contains($0.prompt) }
+            /// The training prompts of the run with seed `s`: generated or from files, then the optional filter.
+            func trainingItems(seed s: UInt64) throws -> [ErasureItem] {
+                var items: [ErasureItem]
+                if let file = prompts {
+                    items = try ErasurePrompts.files(conceptFile: file, neutralFile: neutral, concepts: o.concepts, target: o.target, seed: s)
+                } else {
+                    if neutral != nil { throw CLIError("--neutral needs --prompts (generated prompts include their own neutral set)") }
+                    items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: conceptPrompts, neutralCount: neutralPrompts,
+                                                     target: o.target, seed: s)
+                }
+                for it in items {   // refuse unknown words before any work
+                    _ = try encoder.encode(it.prompt)
+                    if !it.targetPrompt.isEmpty { _ = try encoder.encode(it.targetPrompt) }
+                }
+                if filter {
+                    guard let det = detectorModel else { throw CLIError("--filter needs the detector (\(detector) not found)") }
+                    let gen = Generator(model: transformer, encoder: encoder, steps: steps, guidanceScale: guidance)
+                    let concepts = items.filter(\.isConcept)
+                    let imgs = try gen.images(prompts: concepts.map(\.prompt), seeds: concepts.map(\.seed))
+                    let keep = zip(concepts, det.predict(imgs)).filter { $0.0.classID == nil || $0.1.classID == $0.0.classID }.map(\.0.prompt)
+                    log("filter: \(keep.count) of \(concepts.count) concept prompts show the concept")
+                    guard !keep.isEmpty else { throw CLIError("--filter: no concept prompt's original sample shows the concept") }
+                    items = items.filter { !$0.isConcept || keep.contains($0.prompt) }
+                }
+                return items
             }
-            let poolSize = o.method == .esd ? items.filter(\.isConcept).count : items.count
-            o.iterations = iterations ?? ((epochs ?? 0) > 0 ? max(1, (epochs! * poolSize + batch - 1) / batch) : o.method.defaultIterations)
-            let eraser = try Eraser(model: transformer, encoder: encoder, items: items, options: o)
-            let statePath = (out as NSString).appendingPathComponent("state.safetensors")
-            if resume {
-                guard fm.fileExists(atPath: statePath) else { throw CLIError("--resume: no state at \(statePath)") }
-                try eraser.loadState(from: statePath)
-                log("resumed at iteration \(eraser.iteration)")
-            }
-            if o.effectiveUnitCost > 0 {
-                let t0 = Date()
-                let w = try eraser.textUnitCosts().values.flatMap { $0 }.sorted()
-                log(String(format: "unit costs of %d text-encoder units in %.1f s: median %.3g, 90th percentile %.3g, largest %.3g (×κ %g)",
-                           w.count, Date().timeIntervalSince(t0), w[w.count / 2], w[w.count * 9 / 10], w.last!, o.effectiveUnitCost))
-            }
-            let nc = items.filter(\.isConcept).count
-            log("erasing \(o.concepts.map(\.name).joined(separator: ", ")) (method \(o.method.rawValue)): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(beta), N \(steps), guidance \(guidance), \(eraser.sites.count + eraser.textLayers.count) sites (\(eraser.sites.map { $0.width(cfg) }.reduce(0, +) + eraser.textLayers.count * encoder.miniLM.intermediateSize) units), \(o.iterations) iterations")
+
+            // One training run per restart (one by default); each keeps its own state file for --resume.
+            struct Run { let items: [ErasureItem]; let logits: [MaskSite: [Float]]; let textLogits: [Int: [Float]]; let textFill: [Int: [Float]]; let history: [ErasureStepLog] }
+            var runs: [Run] = []
+            var lastEraser: Eraser?
             let eraseStart = Date()
-            let tp = Progress(total: eraser.pool.count * steps, label: "targets")
-            try eraser.prepareTargets { d, _ in tp.update(d) }
-            let bar = Progress(total: o.iterations, label: "erase", initial: eraser.iteration)
-            while eraser.iteration < o.iterations {
-                let l = try eraser.step()
-                let text = (l.textPreserveLoss.map { String(format: "  text %.5f", $0) } ?? "")
-                    + (l.unitCostLoss.map { String(format: "  units %.5f", $0) } ?? "")
-                bar.update(eraser.iteration, extra: String(format: "erase %.4f  preserve %.5f", l.eraseLoss, l.preserveLoss) + text + "  masked \(l.expectedMasked)")
-                if eraser.iteration % checkpointEvery == 0 || eraser.iteration == o.iterations { try eraser.saveState(to: statePath) }
+            for r in 0..<restarts {
+                let runOptions = o.restart(r)
+                let items = try trainingItems(seed: runOptions.seed)
+                if r == 0 {
+                    let poolSize = o.method == .esd ? items.filter(\.isConcept).count : items.count
+                    o.iterations = iterations ?? ((epochs ?? 0) > 0 ? max(1, (epochs! * poolSize + batch - 1) / batch) : o.method.defaultIterations)
+                }
+                var ro = runOptions; ro.iterations = o.iterations
+                let eraser = try Eraser(model: transformer, encoder: encoder, items: items, options: ro)
+                let statePath = (out as NSString).appendingPathComponent(r == 0 ? "state.safetensors" : "state-\(r + 1).safetensors")
+                if resume {
+                    if fm.fileExists(atPath: statePath) {
+                        try eraser.loadState(from: statePath)
+                        log("\(restarts > 1 ? "run \(r + 1): " : "")resumed at iteration \(eraser.iteration)")
+                    } else if r == 0 {
+                        throw CLIError("--resume: no state at \(statePath)")
+                    }
+                }
+                if o.effectiveUnitCost > 0 {
+                    let t0 = Date()
+                    let w = try eraser.textUnitCosts().values.flatMap { $0 }.sorted()
+                    log(String(format: "unit costs of %d text-encoder units in %.1f s: median %.3g, 90th percentile %.3g, largest %.3g (×κ %g)",
+                               w.count, Date().timeIntervalSince(t0), w[w.count / 2], w[w.count * 9 / 10], w.last!, o.effectiveUnitCost))
+                }
+                let nc = items.filter(\.isConcept).count
+                let which = restarts > 1 ? " run \(r + 1) of \(restarts) (seed \(ro.seed))" : ""
+                log("erasing \(o.concepts.map(\.name).joined(separator: ", ")) (method \(o.method.rawValue))\(which): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(beta), N \(steps), guidance \(guidance), \(eraser.sites.count + eraser.textLayers.count) sites (\(eraser.sites.map { $0.width(cfg) }.reduce(0, +) + eraser.textLayers.count * encoder.miniLM.intermediateSize) units), \(o.iterations) iterations")
+                let tp = Progress(total: eraser.pool.count * steps, label: "targets")
+                try eraser.prepareTargets { d, _ in tp.update(d) }
+                let bar = Progress(total: o.iterations, label: restarts > 1 ? "erase \(r + 1)/\(restarts)" : "erase", initial: eraser.iteration)
+                while eraser.iteration < o.iterations {
+                    let l = try eraser.step()
+                    let text = (l.textPreserveLoss.map { String(format: "  text %.5f", $0) } ?? "")
+                        + (l.unitCostLoss.map { String(format: "  units %.5f", $0) } ?? "")
+                    bar.update(eraser.iteration, extra: String(format: "erase %.4f  preserve %.5f", l.eraseLoss, l.preserveLoss) + text + "  masked \(l.expectedMasked)")
+                    if eraser.iteration % checkpointEvery == 0 || eraser.iteration == o.iterations { try eraser.saveState(to: statePath) }
+                }
+                runs.append(Run(items: items, logits: eraser.logitArrays, textLogits: eraser.textLogitArrays, textFill: eraser.textFill, history: eraser.history))
+                lastEraser = eraser
             }
+            let eraser = lastEraser!
+            let items = runs.flatMap(\.items)
 
             let cost = ErasureCost(eraseSeconds: Date().timeIntervalSince(eraseStart), peakRSSMiB: ErasureCost.peakRSSMiB())
             var meta: [String: String] = [
@@ -201,13 +232,17 @@ struct Erase: ParsableCommand {
             var masked = 0, total = 0, counts: [(site: String, masked: Int, total: Int)] = []
             if o.method.learnsMasks {
                 // Binary masks, mask file, baked checkpoint.
-                let logits = eraser.logitArrays, textLogits = eraser.textLogitArrays
-                let binary = binarisation.apply(logits, text: textLogits)
                 meta["binarisation"] = binarisation.description
                 meta["relaxation"] = o.relaxation.name
                 meta["format"] = "mce-masks-1"
-                var file = MaskFile(logits: logits, masks: binary.masks, textLogits: textLogits, textMasks: binary.text, metadata: meta)
-                file.textFill = eraser.textFill
+                let perRun = runs.enumerated().map { r, run -> MaskFile in
+                    let binary = binarisation.apply(run.logits, text: run.textLogits)
+                    var m = meta; m["seed"] = "\(o.restart(r).seed)"
+                    var f = MaskFile(logits: run.logits, masks: binary.masks, textLogits: run.textLogits, textMasks: binary.text, metadata: m)
+                    f.textFill = run.textFill
+                    return f
+                }
+                let file = perRun.count == 1 ? perRun[0] : try MaskFile.average(perRun, binarisation: binarisation)
                 let maskPath = (out as NSString).appendingPathComponent("masks.safetensors")
                 try file.write(to: maskPath)
                 // The baked checkpoint keeps the input's layout: a folder for a folder, one file for a file.
@@ -267,7 +302,7 @@ struct Erase: ParsableCommand {
             } else {
                 log("no evaluation (needs a world concept, the detector and --eval-prompts > 0)")
             }
-            try writeReport(Summary(options: o, history: eraser.history, cost: cost, maskedUnits: masked, totalUnits: total,
+            try writeReport(Summary(options: o, history: runs.flatMap(\.history), cost: cost, maskedUnits: masked, totalUnits: total,
                                     maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site, $0.masked) }),
                                     evaluation: evaluation),
                             to: (out as NSString).appendingPathComponent("report.json"))
@@ -278,8 +313,8 @@ struct Erase: ParsableCommand {
 }
 
 struct Masks: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Mask files: merge several, or bake one into a checkpoint.",
-                                                    subcommands: [Merge.self, Bake.self])
+    static let configuration = CommandConfiguration(abstract: "Mask files: merge several (concepts), average several (seeds), or bake one into a checkpoint.",
+                                                    subcommands: [Merge.self, Average.self, Bake.self])
 
     struct Merge: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Combines mask files: a unit is kept only if every file keeps it.")
@@ -291,6 +326,24 @@ struct Masks: ParsableCommand {
                 let merged = try MaskFile.merge(try files.map { try MaskFile.read($0) })
                 try merged.write(to: out)
                 let c = merged.maskedCounts
+                print("\(out): \(c.map(\.masked).reduce(0, +)) of \(c.map(\.total).reduce(0, +)) units masked")
+            }
+        }
+    }
+
+    struct Average: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Combines training runs of one erasure (other seeds): binarises the mean of their logits.",
+            discussion: "A unit only one run removed is kept; one every run pushes down is removed. `mce erase --restarts K` does this itself.")
+        @Argument(help: "Mask files written by `mce erase` (with logits).") var files: [String] = []
+        @Option(help: "Output mask file.") var out: String
+        @Option(help: "Binarisation of the mean logits: threshold[:T], top-site:F or top-global:F.") var binarise: String = "threshold:0"
+        func validate() throws { if files.count < 2 { throw ValidationError("give at least two mask files") } }
+        func run() throws {
+            try reportingErrors {
+                let averaged = try MaskFile.average(try files.map { try MaskFile.read($0) }, binarisation: try Binarisation.parse(binarise))
+                try averaged.write(to: out)
+                let c = averaged.allMaskedCounts
                 print("\(out): \(c.map(\.masked).reduce(0, +)) of \(c.map(\.total).reduce(0, +)) units masked")
             }
         }

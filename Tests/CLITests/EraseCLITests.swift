@@ -31,6 +31,8 @@ extension CLITests {
         try fails(["--concept", "cat", "--sites", "ff", "--unit-cost", "1"], "--unit-cost needs text-encoder sites")
         try fails(["--concept", "cat", "--unit-cost=-1"], "--unit-cost must be ≥ 0", exit: 64)
         try fails(["--concept", "cat", "--text-ablation", "half"], "--text-ablation must be zero or mean")
+        try fails(["--concept", "cat", "--restarts", "0"], "--restarts must be ≥ 1", exit: 64)
+        try fails(["--concept", "cat", "--restarts", "2", "--method", "esd"], "--restarts is for mask methods")
         try fails(["--concept", "cat", "--sites", "ff", "--text-ablation", "mean"], "--text-ablation mean needs text-encoder sites")
         try fails(["--concept", "cat", "--concept", "dog", "--target", "nearest"], "--target nearest takes one --concept")
         try fails(["--concept", "cat", "--sites", "text_ff", "--text-preserve=-1"], "--text-preserve must be ≥ 0", exit: 64)
@@ -74,6 +76,26 @@ extension CLITests {
         XCTAssertEqual(try SafeTensorsFile(path: again + "/masks.safetensors").doubles("transformer_blocks.0.ff.logits"), logits)
         try mce(args + ["--resume"])
         XCTAssertEqual(try SafeTensorsFile(path: out + "/masks.safetensors").doubles("transformer_blocks.0.ff.logits"), logits)
+        // --restarts 2 binarises the mean logits of the seed-0 run (the one above) and a seed-1 run, as `mce masks
+        // average` of the two files does; each run resumes from its own state file.
+        let seed1 = dir.appendingPathComponent("seed1").path, both = dir.appendingPathComponent("restarts").path
+        try mce(args.map { $0 == out ? seed1 : $0 } + ["--seed", "1"])
+        try mce(args.map { $0 == out ? both : $0 } + ["--restarts", "2"])
+        let l1 = try SafeTensorsFile(path: seed1 + "/masks.safetensors").doubles("transformer_blocks.0.ff.logits")
+        XCTAssertNotEqual(l1, logits, "another seed, other logits")
+        let avg = try SafeTensorsFile(path: both + "/masks.safetensors")
+        XCTAssertEqual(avg.metadata["seed"], "0,1")
+        let mean = try avg.doubles("transformer_blocks.0.ff.logits")
+        for (j, m) in mean.enumerated() { XCTAssertEqual(m, (logits[j] + l1[j]) / 2, accuracy: 1e-6) }
+        XCTAssertEqual(try avg.doubles("transformer_blocks.0.ff.mask"), mean.map { $0 > 0 ? 1 : 0 })
+        XCTAssertTrue(FileManager.default.fileExists(atPath: both + "/state-2.safetensors"))
+        let averaged = dir.appendingPathComponent("averaged.safetensors").path
+        try mce(["masks", "average", out + "/masks.safetensors", seed1 + "/masks.safetensors", "--out", averaged])
+        for name in ["transformer_blocks.0.ff.logits", "text_encoder.encoder.layer.2.intermediate.logits", "transformer_blocks.1.norm1_context.mask"] {
+            XCTAssertEqual(try SafeTensorsFile(path: averaged).doubles(name), try avg.doubles(name), name)
+        }
+        try mce(args.map { $0 == out ? both : $0 } + ["--restarts", "2", "--resume"])
+        XCTAssertEqual(try SafeTensorsFile(path: both + "/masks.safetensors").doubles("transformer_blocks.0.ff.logits"), mean)
         // Merge two mask files and bake the result.
         let merged = dir.appendingPathComponent("merged.safetensors").path
         try mce(["masks", "merge", out + "/masks.safetensors", again + "/masks.safetensors", "--out", merged])

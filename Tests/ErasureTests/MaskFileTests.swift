@@ -99,6 +99,33 @@ final class MaskFileTests: XCTestCase {
         XCTAssertTrue(errorText { _ = try MaskFile.merge([]) }.contains("at least one"))
     }
 
+    func testAverageBinarisesTheMeanLogits() throws {
+        func run(_ l: [Float], _ t: [Float], seed: String) -> MaskFile {
+            MaskFile(logits: [ff: l], masks: [ff: l.map { $0 > 0 ? 1 : 0 }], textLogits: [0: t], textMasks: [0: t.map { $0 > 0 ? 1 : 0 }],
+                     metadata: ["concept": "cat", "seed": seed, MaskFile.Key.modelHash: "abc"])
+        }
+        // Unit 0 closed by one run only, unit 1 by all three, unit 2 by two of three but narrowly, unit 3 by none.
+        let a = run([-1, -2, -0.5, 3], [2, -1], seed: "0"), b = run([2, -3, -0.5, 3], [-3, -1], seed: "1")
+        let c = run([2, -1, 0.8, 3], [2, 1], seed: "2")
+        let m = try MaskFile.average([a, b, c], binarisation: .threshold(0))
+        assertClose(m.logits[ff]!, [1, -2, -0.2 / 3, 3] as [Double], relTol: 1e-6, "mean logits")
+        XCTAssertEqual(m.masks[ff], [1, 0, 0, 1])
+        assertClose(m.textLogits[0]!, [1.0 / 3, -1.0 / 3] as [Double], relTol: 1e-6, "mean text logits")
+        XCTAssertEqual(m.textMasks[0], [1, 0])
+        XCTAssertEqual(m.metadata["seed"], "0,1,2")
+        XCTAssertEqual(m.metadata["binarisation"], "threshold:0.0")
+        XCTAssertEqual(m.metadata["concept"], "cat")
+        // A higher threshold removes more units.
+        XCTAssertEqual(try MaskFile.average([a, b, c], binarisation: .threshold(1.5)).masks[ff], [0, 0, 0, 1])
+        // Refusals.
+        XCTAssertTrue(errorText { _ = try MaskFile.average([a, MaskFile(masks: [ff: [1, 1, 1, 1]])], binarisation: .threshold(0)) }.contains("file 2 has no logits"))
+        XCTAssertTrue(errorText { _ = try MaskFile.average([a, run([1, 1], [1, 1], seed: "3")], binarisation: .threshold(0)) }.contains("'transformer_blocks.0.ff' has 4 units in file 1 but 2 in file 2"))
+        var other = run([1, 1, 1, 1], [1, 1], seed: "3"); other.metadata[MaskFile.Key.modelHash] = "xyz"
+        XCTAssertTrue(errorText { _ = try MaskFile.average([a, other], binarisation: .threshold(0)) }.contains("different models"))
+        let noText = MaskFile(logits: [ff: [1, 1, 1, 1]], masks: [ff: [1, 1, 1, 1]])
+        XCTAssertTrue(errorText { _ = try MaskFile.average([a, noText], binarisation: .threshold(0)) }.contains("other sites than file 1"))
+    }
+
     /// Writes a raw safetensors file (bypassing MaskFile's own checks) and returns read's error message.
     func readError(_ tensors: [(String, [Float])], config: FluxConfig? = nil) throws -> String {
         let dir = try BakeFixtures.tempDir(self)
