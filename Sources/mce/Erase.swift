@@ -334,11 +334,11 @@ struct Masks: ParsableCommand {
     struct Average: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Combines training runs of one erasure (other seeds): binarises the mean of their logits.",
-            discussion: "A unit only one run removed is kept; one every run pushes down is removed. `mce erase --restarts K` does this itself.")
+            discussion: "A unit only one run removed is kept; one every run pushes down is removed. `mce erase --restarts K` does this itself. With one file: that file binarised again by --binarise.")
         @Argument(help: "Mask files written by `mce erase` (with logits).") var files: [String] = []
         @Option(help: "Output mask file.") var out: String
         @Option(help: "Binarisation of the mean logits: threshold[:T], top-site:F or top-global:F.") var binarise: String = "threshold:0"
-        func validate() throws { if files.count < 2 { throw ValidationError("give at least two mask files") } }
+        func validate() throws { if files.isEmpty { throw ValidationError("give at least one mask file") } }
         func run() throws {
             try reportingErrors {
                 let averaged = try MaskFile.average(try files.map { try MaskFile.read($0) }, binarisation: try Binarisation.parse(binarise))
