@@ -122,6 +122,11 @@ final class MaskFileTests: XCTestCase {
         XCTAssertTrue(errorText { _ = try MaskFile.average([a, run([1, 1], [1, 1], seed: "3")], binarisation: .threshold(0)) }.contains("'transformer_blocks.0.ff' has 4 units in file 1 but 2 in file 2"))
         var other = run([1, 1, 1, 1], [1, 1], seed: "3"); other.metadata[MaskFile.Key.modelHash] = "xyz"
         XCTAssertTrue(errorText { _ = try MaskFile.average([a, other], binarisation: .threshold(0)) }.contains("different models"))
+        // Mean-ablation fills are averaged; a file with fills and one without are refused.
+        var fa = a, fb = b
+        fa.textFill = [0: [2, 4]]; fb.textFill = [0: [0, 8]]
+        XCTAssertEqual(try MaskFile.average([fa, fb], binarisation: .threshold(0)).textFill[0], [1, 6])
+        XCTAssertTrue(errorText { _ = try MaskFile.average([fa, b], binarisation: .threshold(0)) }.contains("some files ablate text-encoder units to their mean"))
         let noText = MaskFile(logits: [ff: [1, 1, 1, 1]], masks: [ff: [1, 1, 1, 1]])
         XCTAssertTrue(errorText { _ = try MaskFile.average([a, noText], binarisation: .threshold(0)) }.contains("other sites than file 1"))
     }
