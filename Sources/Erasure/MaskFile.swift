@@ -155,7 +155,6 @@ public struct MaskFile {
         guard !files.isEmpty else { throw ErasureError.badInput("merge needs at least one mask file") }
         var masks: [MaskSite: [Float]] = [:], textMasks: [Int: [Float]] = [:], textFill: [Int: [Float]] = [:]
         var concepts: [String] = []
-        var hashes = Set<String>()
         for (k, f) in files.enumerated() {
             try f.check(config: nil)
             try multiply(&masks, by: f.masks, file: k) { "\($0)" }
@@ -179,14 +178,10 @@ public struct MaskFile {
             } else {
                 concepts.append(f.metadata[Key.concept] ?? "unnamed-\(k + 1)")
             }
-            if let h = f.metadata[Key.modelHash] { hashes.insert(h) }
-        }
-        if hashes.count > 1 {
-            throw ErasureError.badInput("cannot merge masks learned on different models (model_hash values: \(hashes.sorted().joined(separator: ", ")))")
         }
         let list = try metadataJSON(concepts)
         var metadata = [Key.mergedFrom: list]
-        if let h = hashes.first { metadata[Key.modelHash] = h }
+        if let h = try commonModelHash(files, "merge") { metadata[Key.modelHash] = h }
         var merged = MaskFile(logits: [:], masks: masks, textMasks: textMasks, metadata: metadata)
         merged.textFill = textFill.filter { $0.value.contains { $0 != 0 } }
         return merged
@@ -222,10 +217,7 @@ public struct MaskFile {
                 throw ErasureError.badInput("cannot average: file \(k + 1) has no logits (a merged or hand-made mask); average the training runs' files")
             }
         }
-        let hashes = Set(files.compactMap { $0.metadata[Key.modelHash] })
-        if hashes.count > 1 {
-            throw ErasureError.badInput("cannot average masks learned on different models (model_hash values: \(hashes.sorted().joined(separator: ", ")))")
-        }
+        _ = try commonModelHash(files, "average")
         let logits = try mean(\.logits) { "\($0)" }
         let textLogits = try mean(\.textLogits) { TextEncoderSite.name(layer: $0) }
         let binary = binarisation.apply(logits, text: textLogits)
@@ -242,6 +234,15 @@ public struct MaskFile {
             result.textFill = try mean(\.textFill) { TextEncoderSite.name(layer: $0) }
         }
         return result
+    }
+
+    /// The model hash the files record (nil if none does); files learned on different models are refused.
+    private static func commonModelHash(_ files: [MaskFile], _ verb: String) throws -> String? {
+        let hashes = Set(files.compactMap { $0.metadata[Key.modelHash] })
+        guard hashes.count <= 1 else {
+            throw ErasureError.badInput("cannot \(verb) masks learned on different models (model_hash values: \(hashes.sorted().joined(separator: ", ")))")
+        }
+        return hashes.first
     }
 
     /// acc[site] ← acc[site] ⊙ m for every site of `masks` (a site acc lacks is taken as it is); widths must agree.
