@@ -14,7 +14,6 @@ output.) Needs the venv of scripts/setup_python.sh.
 """
 import argparse
 import os
-import random
 import statistics
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "world"))
-from heldout_text_probe import read_templates, read_vocabulary, render  # noqa: E402
+from heldout_text_probe import read_templates, read_vocabulary, sample_captions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PADDED = 18          # PromptEncoder.paddedLength for the world
@@ -46,13 +45,7 @@ def main():
     wc = weights["context_embedder.weight"].float()
     train_t, _ = read_templates()
     names = list(classes)
-    r = random.Random(1)
-    texts, labels = [], []
-    for i in range(a.per_class * len(names)):
-        k = i % len(names)
-        colour, bg = r.sample(colours, 2)
-        texts.append(render(r.choice(train_t), r.choice(classes[names[k]][0]), colour, bg))
-        labels.append(k)
+    texts, _, labels = sample_captions(classes, colours, train_t, a.per_class * len(names), 1)
     labels = torch.tensor(labels)
     tok = AutoTokenizer.from_pretrained(a.minilm)
     batch = tok(texts, padding="max_length", max_length=PADDED, truncation=False, return_tensors="pt")

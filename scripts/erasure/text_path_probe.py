@@ -17,7 +17,6 @@ Reads the committed model with diffusers and MiniLM with transformers (venv of s
     .venv/bin/python scripts/erasure/text_path_probe.py [MODEL_DIR] [MINILM_DIR]
 """
 import os
-import random
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from diffusers import FluxTransformer2DModel
 from transformers import AutoModel, AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "world"))
-from heldout_text_probe import read_templates, read_vocabulary, render  # noqa: E402
+from heldout_text_probe import read_templates, read_vocabulary, sample_captions  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 PADDED = 18      # PromptEncoder.paddedLength for the world: the longest caption, in tokens
@@ -41,15 +40,7 @@ def main():
     classes, colours = read_vocabulary()
     train_t, _ = read_templates()
     names = list(classes)
-    r = random.Random(0)
-    texts, nouns, labels = [], [], []
-    for i in range(40 * len(names)):
-        k = i % len(names)
-        colour, bg = r.sample(colours, 2)
-        noun = r.choice(classes[names[k]][0])
-        texts.append(render(r.choice(train_t), noun, colour, bg))
-        nouns.append(noun)
-        labels.append(k)
+    texts, nouns, labels = sample_captions(classes, colours, train_t, 40 * len(names), 0)
     labels = torch.tensor(labels)
 
     b = tok(texts, padding="max_length", max_length=PADDED, truncation=False, return_tensors="pt")

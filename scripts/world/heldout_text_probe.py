@@ -58,6 +58,22 @@ def render(template, noun, colour, bg):
     return re.sub(r"\{a(?:_obj)?\} (\S+)", lambda m: f"{article(m.group(1))} {m.group(1)}", s)
 
 
+def sample_captions(classes, colours, templates, n, seed, held_out_synonyms=False):
+    """n captions cycling through the classes (in `classes`' order): two distinct colours, a synonym of the class
+    (training or held-out), a template, drawn in that order from random.Random(seed). Returns (texts, nouns, labels)."""
+    r = random.Random(seed)
+    names = list(classes)
+    texts, nouns, labels = [], [], []
+    for i in range(n):
+        k = i % len(names)
+        colour, bg = r.sample(colours, 2)
+        noun = r.choice(classes[names[k]][1 if held_out_synonyms else 0])
+        texts.append(render(r.choice(templates), noun, colour, bg))
+        nouns.append(noun)
+        labels.append(k)
+    return texts, nouns, labels
+
+
 def add_extra_synonyms(classes, path):
     """Appends the file's words to each class's training synonyms; refuses held-out words and unknown classes."""
     if not Path(path).is_file():
@@ -103,14 +119,7 @@ def main():
         return torch.cat(out)
 
     def captions(held_syn, held_tmpl, n, seed):
-        r = random.Random(seed)
-        texts, labels = [], []
-        for i in range(n):
-            k = i % len(names)
-            colour, bg = r.sample(colours, 2)
-            noun = r.choice(classes[names[k]][1 if held_syn else 0])
-            texts.append(render(r.choice(held_t if held_tmpl else train_t), noun, colour, bg))
-            labels.append(k)
+        texts, _, labels = sample_captions(classes, colours, held_t if held_tmpl else train_t, n, seed, held_syn)
         return embed(texts), torch.tensor(labels)
 
     torch.manual_seed(0)
