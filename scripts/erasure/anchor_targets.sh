@@ -22,9 +22,7 @@ settings+=("nearest-seed1|--target nearest --beta 1 --seed 1")
 for s in 0 1 2; do settings+=("nearest-beta0.3-seed$s|--target nearest --beta 0.3 --seed $s"); done
 settings+=("nearest-mean-seed0|--target nearest --beta 1 --text-ablation mean --seed 0")
 erase_settings "$concept" "$out" "--eval-prompts 0" "${settings[@]}"
-compare=()
-for r in "${runs[@]:1}"; do compare+=(--compare "$r"); done
-.build/release/mce evaluate --masks "${runs[0]}" "${compare[@]}" --per-class 16 --out "$out/evaluate-16" >&2
+.build/release/mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" --per-class 16 --out "$out/evaluate-16" >&2
 .build/release/mce evaluate --masks "$out/nearest-beta0.3-seed0" --compare "$out/nearest-beta0.3-seed1" \
     --compare "$out/nearest-beta0.3-seed2" --per-class 48 --out "$out/evaluate-48" >&2
 cat "$out/evaluate-16/summary.md" "$out/evaluate-48/summary.md"

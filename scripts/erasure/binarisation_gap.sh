@@ -26,7 +26,5 @@ v=$out/variants
 .build/release/mce evaluate --masks "$v/text-only.safetensors" --compare "$v/transformer-only.safetensors" \
     --compare "$v/threshold-1.safetensors" --compare "$v/threshold-2.safetensors" --compare "$v/threshold-3.safetensors" \
     --concept "$concept" --per-class 16 --out "$v/evaluation" >&2
-compare=()
-for r in "${runs[@]:1}"; do compare+=(--compare "$r"); done
-.build/release/mce evaluate --masks "${runs[0]}" "${compare[@]}" --per-class 16 --out "$out/joint" >&2
+.build/release/mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" --per-class 16 --out "$out/joint" >&2
 cat "$v/evaluation/summary.md" "$out/joint/summary.md"

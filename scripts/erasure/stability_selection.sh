@@ -27,12 +27,9 @@ for t in 0 0.5; do
 done
 $mce masks average "$out/restarts3-seed6/masks.safetensors" --binarise threshold:0.5 --out "$out/restarts3-seed6-t0.5.safetensors" >&2
 .venv/bin/python scripts/erasure/mask_variants.py "$out/seed2/masks.safetensors" "$out/seed2-split" >&2
-compare=()
-for m in "${runs[@]:1}" "$out"/average{012,345}-t{0,0.5}.safetensors "$out/restarts3-seed6-t0.5.safetensors" \
-         "$out/seed2-split/text-only.safetensors" "$out/seed2-split/transformer-only.safetensors"; do
-    compare+=(--compare "$m")
-done
-$mce evaluate --masks "${runs[0]}" "${compare[@]}" --per-class 48 --out "$out/evaluate-48" >&2
+$mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" "$out"/average{012,345}-t{0,0.5}.safetensors \
+    "$out/restarts3-seed6-t0.5.safetensors" "$out/seed2-split/text-only.safetensors" \
+    "$out/seed2-split/transformer-only.safetensors" --per-class 48 --out "$out/evaluate-48" >&2
 encoders=()
 for m in "$out"/average{012,345}-t{0,0.5}.safetensors "$out/restarts3-seed6-t0.5.safetensors"; do
     $mce masks bake --masks "$m" --out "${m%.safetensors}-baked/model" >&2
