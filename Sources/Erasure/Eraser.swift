@@ -138,9 +138,13 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
 
     /// The sites the authors mask: feed-forward units of both streams and the text stream's modulation outputs.
     public static let authorsSiteKinds = ["ff", "ff_context", "norm1_context"]
-    /// Weight γ of the text-preservation term when text-encoder sites are masked and none is given: 1 balanced
-    /// erasure and the rest of the model best of the values measured (0.5, 1, 3, 10; roadmap, issue 5).
-    public static let defaultTextPreserve = 1.0
+    /// Weight γ of the text-preservation term when text-encoder sites are masked and none is given. 3 since
+    /// session 17: with the anchor target it halves the neutral captions' change that γ 1 leaves, and
+    /// `defaultTextThreshold` brings back the erasure it costs (roadmap, issue 5).
+    public static let defaultTextPreserve = 3.0
+    /// Binarisation threshold when text-encoder sites are masked and none is given: keep λ > 0.5. At γ 3 the
+    /// units the concept pulls to (0, 0.5] at the last step still carry it (threshold 0: ACC 0.06–0.19).
+    public static let defaultTextThreshold = 0.5
 }
 
 /// One optimiser step's figures.

@@ -51,7 +51,8 @@ struct Erase: ParsableCommand {
     @Option(help: "With text-encoder sites: what a closed text-encoder unit emits: zero (the authors' masking) or mean (its mean output over the --text-preserve captions, folded into the baked encoder's bias).")
     var textAblation: String = "zero"
     @Option(help: "Mask relaxation: hard-concrete or sigmoid.") var relaxation: String = "hard-concrete"
-    @Option(help: "Binarisation: threshold[:T] (keep λ > T), top-site:F or top-global:F.") var binarise: String = "threshold:0"
+    @Option(help: "Binarisation: threshold[:T] (keep λ > T), top-site:F or top-global:F (default threshold:\(ErasureOptions.defaultTextThreshold.formatted()) when text-encoder sites are masked, else threshold:0, the authors').")
+    var binarise: String?
     @Option(help: "Concept prompts generated per concept.") var conceptPrompts: Int = 20
     @Option(help: "Neutral prompts generated.") var neutralPrompts: Int = 20
     @Option(help: "Concept prompts from a file (one per line) instead.") var prompts: String?
@@ -132,7 +133,8 @@ struct Erase: ParsableCommand {
             }
             if ablation == .mean && o.textEncoderLayers.isEmpty { throw CLIError("--text-ablation mean needs text-encoder sites (--sites …,text_ff)") }
             o.textAblation = ablation == .zero ? nil : ablation
-            let binarisation = try Binarisation.parse(binarise)
+            let binarisation = try Binarisation.parse(
+                binarise ?? (o.textEncoderLayers.isEmpty ? "threshold:0" : "threshold:\(ErasureOptions.defaultTextThreshold)"))
             if binaryFinish != 0 {
                 guard o.method.learnsMasks else { throw CLIError("--binary-finish is for mask methods, not \(o.method.rawValue)") }
                 guard case .threshold(let t) = binarisation else { throw CLIError("--binary-finish needs --binarise threshold[:T], not \(binarisation)") }

@@ -60,11 +60,13 @@ extension CLITests {
         XCTAssertEqual(masks.metadata["concept"], "bag")
         XCTAssertNotNil(masks.metadata["base_model_sha256"])
         XCTAssertTrue(masks.contains("transformer_blocks.0.ff.logits") && masks.contains("transformer_blocks.1.norm1_context.mask"))
-        // The default sites are the authors' and the text encoder's units, with the text-preservation term at γ 1.
+        // The default sites are the authors' and the text encoder's units, with the text-preservation term at γ 3
+        // and binarisation at λ > 0.5.
         XCTAssertTrue(masks.contains("text_encoder.encoder.layer.5.intermediate.logits"))
         XCTAssertFalse(masks.contains("transformer_blocks.0.attn.add_k_proj.logits"))
         let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/report.json"))) as! [String: Any]
-        XCTAssertEqual((report["options"] as? [String: Any])?["textPreserve"] as? Double, 1)
+        XCTAssertEqual((report["options"] as? [String: Any])?["textPreserve"] as? Double, 3)
+        XCTAssertEqual(masks.metadata["binarisation"], "threshold:0.5")
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/text_encoder/model.safetensors"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/model/config.json"))
         XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/model/diffusion_pytorch_model.safetensors"))
@@ -87,10 +89,10 @@ extension CLITests {
         XCTAssertEqual(avg.metadata["seed"], "0,1")
         let mean = try avg.doubles("transformer_blocks.0.ff.logits")
         for (j, m) in mean.enumerated() { XCTAssertEqual(m, (logits[j] + l1[j]) / 2, accuracy: 1e-6) }
-        XCTAssertEqual(try avg.doubles("transformer_blocks.0.ff.mask"), mean.map { $0 > 0 ? 1 : 0 })
+        XCTAssertEqual(try avg.doubles("transformer_blocks.0.ff.mask"), mean.map { $0 > 0.5 ? 1 : 0 })
         XCTAssertTrue(FileManager.default.fileExists(atPath: both + "/state-2.safetensors"))
         let averaged = dir.appendingPathComponent("averaged.safetensors").path
-        try mce(["masks", "average", out + "/masks.safetensors", seed1 + "/masks.safetensors", "--out", averaged])
+        try mce(["masks", "average", out + "/masks.safetensors", seed1 + "/masks.safetensors", "--binarise", "threshold:0.5", "--out", averaged])
         for name in ["transformer_blocks.0.ff.logits", "text_encoder.encoder.layer.2.intermediate.logits", "transformer_blocks.1.norm1_context.mask"] {
             XCTAssertEqual(try SafeTensorsFile(path: averaged).doubles(name), try avg.doubles(name), name)
         }
