@@ -139,12 +139,18 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     /// The sites the authors mask: feed-forward units of both streams and the text stream's modulation outputs.
     public static let authorsSiteKinds = ["ff", "ff_context", "norm1_context"]
     /// Weight γ of the text-preservation term when text-encoder sites are masked and none is given. 3 since
-    /// session 17: with the anchor target it halves the neutral captions' change that γ 1 leaves, and
-    /// `defaultTextThreshold` brings back the erasure it costs (roadmap, issue 5).
+    /// session 17: with the anchor target it cuts the other captions' change from 16–20% (γ 1) to 12–13%, and
+    /// the λ > 0.5 binarisation below brings back the erasure it costs (roadmap, issue 5).
     public static let defaultTextPreserve = 3.0
     /// Binarisation threshold when text-encoder sites are masked and none is given: keep λ > 0.5. At γ 3 the
     /// units the concept pulls to (0, 0.5] at the last step still carry it (threshold 0: ACC 0.06–0.19).
     public static let defaultTextThreshold = 0.5
+
+    /// The binarisation when none is given: λ > `defaultTextThreshold` with text-encoder sites, else the
+    /// authors' λ > 0.
+    public static func defaultBinarisation(textEncoderSites: Bool) -> Binarisation {
+        .threshold(textEncoderSites ? defaultTextThreshold : 0)
+    }
 }
 
 /// One optimiser step's figures.

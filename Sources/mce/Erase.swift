@@ -133,8 +133,8 @@ struct Erase: ParsableCommand {
             }
             if ablation == .mean && o.textEncoderLayers.isEmpty { throw CLIError("--text-ablation mean needs text-encoder sites (--sites …,text_ff)") }
             o.textAblation = ablation == .zero ? nil : ablation
-            let binarisation = try Binarisation.parse(
-                binarise ?? (o.textEncoderLayers.isEmpty ? "threshold:0" : "threshold:\(ErasureOptions.defaultTextThreshold)"))
+            let binarisation = try binarise.map(Binarisation.parse)
+                ?? ErasureOptions.defaultBinarisation(textEncoderSites: !o.textEncoderLayers.isEmpty)
             if binaryFinish != 0 {
                 guard o.method.learnsMasks else { throw CLIError("--binary-finish is for mask methods, not \(o.method.rawValue)") }
                 guard case .threshold(let t) = binarisation else { throw CLIError("--binary-finish needs --binarise threshold[:T], not \(binarisation)") }

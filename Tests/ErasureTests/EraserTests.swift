@@ -55,6 +55,9 @@ final class EraserTests: XCTestCase {
         XCTAssertEqual(g[s0], [1, 0, 0, 0]); XCTAssertEqual(g[s1], [0, 1, 0, 0])
         XCTAssertThrowsError(try Binarisation.parse("top-site:0")) { XCTAssertTrue("\($0)".contains("--binarise")) }
         XCTAssertThrowsError(try Binarisation.parse("median"))
+        // Defaults: the authors' λ > 0 on transformer sites alone, λ > 0.5 once the text encoder's units are masked.
+        XCTAssertEqual(ErasureOptions.defaultBinarisation(textEncoderSites: false), try Binarisation.parse("threshold:0"))
+        XCTAssertEqual(ErasureOptions.defaultBinarisation(textEncoderSites: true).apply(logits)[s0], [1, 0, 0, 0])
     }
 
     // MARK: SSIM against torchmetrics
