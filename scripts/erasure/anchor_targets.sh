@@ -21,7 +21,7 @@ settings+=("anchor-sneaker-seed0|--target sneaker --beta 1 --seed 0")
 settings+=("nearest-seed1|--target nearest --beta 1 --seed 1")
 for s in 0 1 2; do settings+=("nearest-beta0.3-seed$s|--target nearest --beta 0.3 --seed $s"); done
 settings+=("nearest-mean-seed0|--target nearest --beta 1 --text-ablation mean --seed 0")
-ERASE_DEFAULTS="--text-preserve 1 --binarise threshold:0"
+ERASE_DEFAULTS=$BEFORE_SESSION17
 erase_settings "$concept" "$out" "--eval-prompts 0" "${settings[@]}"
 .build/release/mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" --per-class 16 --out "$out/evaluate-16" >&2
 .build/release/mce evaluate --masks "$out/nearest-beta0.3-seed0" --compare "$out/nearest-beta0.3-seed1" \

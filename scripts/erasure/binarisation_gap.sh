@@ -18,7 +18,7 @@ settings=()
 for s in 0 1 2; do settings+=("defaults-seed$s|--seed $s"); done
 for s in 0 1 2; do settings+=("binary-finish-15-seed$s|--binary-finish 15 --seed $s"); done
 # Measured with the defaults before session 14 (deconcept target, β 1).
-ERASE_DEFAULTS="--target deconcept --beta 1 --text-preserve 1 --binarise threshold:0"
+ERASE_DEFAULTS="--target deconcept --beta 1 $BEFORE_SESSION17"
 erase_settings "$concept" "$out" "--eval-per-class 16" "${settings[@]}"
 
 .venv/bin/python scripts/erasure/mask_variants.py "$out/defaults-seed0/masks.safetensors" "$out/variants" 1 2 3 >&2

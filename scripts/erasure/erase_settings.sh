@@ -9,6 +9,10 @@ erase_output() {
     mkdir -p "$out"
 }
 
+# The options of sessions 12–16 that session 17's defaults changed (with text-encoder sites: γ 1 and λ > 0);
+# scripts whose tables were measured before pin them in ERASE_DEFAULTS.
+BEFORE_SESSION17="--text-preserve 1 --binarise threshold:0"
+
 #   erase_settings CONCEPT OUT "EXTRA ARGS" "name|args" …   → runs=(OUT/name …), in the settings' order
 # Each setting runs `.build/release/mce erase --concept CONCEPT $ERASE_DEFAULTS ARGS EXTRA --out OUT/name`
 # unless OUT/name/report.json exists (delete the folder to redo one). ERASE_DEFAULTS pins options whose

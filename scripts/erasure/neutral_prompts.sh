@@ -16,7 +16,7 @@ erase_output neutral-prompts "$@"
 settings=()
 for s in 0 1 2; do settings+=("nearest-beta0.3-n60-seed$s|--target nearest --beta 0.3 --neutral-prompts 60 --seed $s"); done
 settings+=("nearest-beta1-seed2|--target nearest --beta 1 --seed 2")
-ERASE_DEFAULTS="--text-preserve 1 --binarise threshold:0"
+ERASE_DEFAULTS=$BEFORE_SESSION17
 erase_settings "$concept" "$out" "--eval-prompts 0" "${settings[@]}"
 .build/release/mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" --per-class 48 --out "$out/evaluate-48" >&2
 cat "$out/evaluate-48/summary.md"

@@ -19,7 +19,7 @@ erase_output stability-selection "$@"
 settings=()
 for s in 0 1 2 3 4 5; do settings+=("seed$s|--target nearest --beta 0.3 --seed $s"); done
 settings+=("restarts3-seed6|--target nearest --beta 0.3 --seed 6 --restarts 3")
-ERASE_DEFAULTS="--text-preserve 1 --binarise threshold:0"
+ERASE_DEFAULTS=$BEFORE_SESSION17
 erase_settings "$concept" "$out" "--eval-prompts 0" "${settings[@]}"
 mce=.build/release/mce
 for t in 0 0.5; do
