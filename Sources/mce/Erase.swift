@@ -62,6 +62,10 @@ struct Erase: ParsableCommand {
     @Option(help: "Random seed (prompts, noise, mask draws).") var seed: UInt64 = 0
     @Option(help: "Independent training runs (seeds --seed, --seed + 1, …) whose mean mask logits are binarised: a unit closes only where the runs agree, so fewer units are closed by one run's noise (K times the training time).")
     var restarts: Int = 1
+    @Option(help: "Mask methods with one run: when the training check finds training prompts that the binarised mask breaks (see --broken-factor), train again with the next seed, up to this many times, and keep the run with the fewest broken prompts (then the lowest objective). 0: never.")
+    var retries: Int = 1
+    @Option(help: "The training check calls a prompt broken when its final error exceeds this factor times the concept prompts' mean distance to their targets before erasing.")
+    var brokenFactor: Double = 1
     @Option(help: "Output folder.") var out: String = "out/erase"
     @Flag(help: "Continue from OUT/state.safetensors.") var resume = false
     @Option(help: "Iterations between state checkpoints.") var checkpointEvery: Int = 10
@@ -78,6 +82,8 @@ struct Erase: ParsableCommand {
         }
         if let i = iterations, i < 1 { throw ValidationError("--iterations must be ≥ 1") }
         if restarts < 1 { throw ValidationError("--restarts must be ≥ 1, got \(restarts)") }
+        if retries < 0 { throw ValidationError("--retries must be ≥ 0, got \(retries)") }
+        if !(brokenFactor >= 0 && brokenFactor.isFinite) { throw ValidationError("--broken-factor must be ≥ 0 and finite, got \(brokenFactor)") }
         if let e = epochs, e < 1 { throw ValidationError("--epochs must be ≥ 1") }
         if iterations != nil && epochs != nil { throw ValidationError("give --iterations or --epochs, not both") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be > 0") }
@@ -173,12 +179,16 @@ struct Erase: ParsableCommand {
                 return items
             }
 
-            // One training run per restart (one by default); each keeps its own state file for --resume.
-            struct Run { let items: [ErasureItem]; let logits: [MaskSite: [Float]]; let textLogits: [Int: [Float]]; let textFill: [Int: [Float]]; let history: [ErasureStepLog] }
+            // One training run per restart (one by default), and with one restart a retry with the next seed while
+            // the training check finds broken prompts; each run keeps its own state file for --resume.
+            struct Run { let items: [ErasureItem]; let logits: [MaskSite: [Float]]; let textLogits: [Int: [Float]]; let textFill: [Int: [Float]]; let history: [ErasureStepLog]; let check: TrainingCheck? }
             var runs: [Run] = []
             var lastEraser: Eraser?
             let eraseStart = Date()
-            for r in 0..<restarts {
+            let maxRuns = restarts > 1 || !o.method.learnsMasks ? restarts : 1 + retries
+            var r = 0
+            while r < maxRuns {
+                defer { r += 1 }
                 let runOptions = o.restart(r)
                 let items = try trainingItems(seed: runOptions.seed)
                 if r == 0 {
@@ -215,11 +225,31 @@ struct Erase: ParsableCommand {
                     bar.update(eraser.iteration, extra: String(format: "erase %.4f  preserve %.5f", l.eraseLoss, l.preserveLoss) + text + "  masked \(l.expectedMasked)")
                     if eraser.iteration % checkpointEvery == 0 || eraser.iteration == o.iterations { try eraser.saveState(to: statePath) }
                 }
-                runs.append(Run(items: items, logits: eraser.logitArrays, textLogits: eraser.textLogitArrays, textFill: eraser.textFill, history: eraser.history))
+                var check: TrainingCheck?
+                if o.method.learnsMasks {
+                    let binary = binarisation.apply(eraser.logitArrays, text: eraser.textLogitArrays)
+                    let cp = Progress(total: (items.count + nc) * steps, label: "check")
+                    let c = try eraser.check(masks: binary.masks, textMasks: binary.text, brokenFactor: brokenFactor) { d, _ in cp.update(d) }
+                    log(describe(c, binarisation: binarisation))
+                    check = c
+                }
+                runs.append(Run(items: items, logits: eraser.logitArrays, textLogits: eraser.textLogitArrays, textFill: eraser.textFill, history: eraser.history, check: check))
                 lastEraser = eraser
+                if restarts == 1, let c = check {
+                    if c.brokenCount == 0 { break }
+                    if r + 1 < maxRuns { log("training check: \(c.brokenCount) broken prompts; training again with seed \(o.restart(r + 1).seed) (--retries \(retries))") }
+                }
+            }
+            // With one restart, the run the training check prefers; with several, all of them (averaged below).
+            let kept = restarts > 1 ? nil : runs.indices.min { a, b in
+                guard let ca = runs[a].check, let cb = runs[b].check else { return false }
+                return ca.isBetter(than: cb)
+            }
+            if let k = kept, runs.count > 1 {
+                log("keeping run \(k + 1) of \(runs.count) (seed \(o.restart(k).seed)): \(runs[k].check!.brokenCount) broken prompts, objective \(String(format: "%.5f", runs[k].check!.objective))")
             }
             let eraser = lastEraser!
-            let items = runs.flatMap(\.items)
+            let items = kept.map { runs[$0].items } ?? runs.flatMap(\.items)
 
             let cost = ErasureCost(eraseSeconds: Date().timeIntervalSince(eraseStart), peakRSSMiB: ErasureCost.peakRSSMiB())
             var meta: [String: String] = [
@@ -237,7 +267,7 @@ struct Erase: ParsableCommand {
                 meta["binarisation"] = binarisation.description
                 meta["relaxation"] = o.relaxation.name
                 meta["format"] = "mce-masks-1"
-                let perRun = runs.enumerated().map { r, run -> MaskFile in
+                let perRun = runs.enumerated().filter { kept == nil || $0.offset == kept }.map { r, run -> MaskFile in
                     let binary = binarisation.apply(run.logits, text: run.textLogits)
                     var m = meta; m["seed"] = "\(o.restart(r).seed)"
                     var f = MaskFile(logits: run.logits, masks: binary.masks, textLogits: run.textLogits, textMasks: binary.text, metadata: m)
@@ -282,6 +312,8 @@ struct Erase: ParsableCommand {
                 let options: ErasureOptions; let history: [ErasureStepLog]; let cost: ErasureCost
                 let maskedUnits: Int; let totalUnits: Int; let maskedPerSite: [String: Int]
                 let evaluation: EvaluationReport?
+                /// The training check of every run (in order), and the run kept (nil: the runs were averaged).
+                let checks: [TrainingCheck]; let keptRun: Int?
             }
             var evaluation: EvaluationReport?
             if evalPrompts > 0, let det = detectorModel, o.concepts.contains(where: { $0.classID != nil }) {
@@ -306,12 +338,24 @@ struct Erase: ParsableCommand {
             }
             try writeReport(Summary(options: o, history: runs.flatMap(\.history), cost: cost, maskedUnits: masked, totalUnits: total,
                                     maskedPerSite: Dictionary(uniqueKeysWithValues: counts.map { ($0.site, $0.masked) }),
-                                    evaluation: evaluation),
+                                    evaluation: evaluation, checks: runs.compactMap(\.check), keptRun: kept),
                             to: (out as NSString).appendingPathComponent("report.json"))
             print(String(format: "erasing took %.0f s, peak memory %.0f MiB", cost.eraseSeconds, cost.peakRSSMiB))
             print("summary: \((out as NSString).appendingPathComponent("report.json"))")
         }
     }
+}
+
+/// One line per training check, and the broken prompts (worst first).
+private func describe(_ c: TrainingCheck, binarisation: Binarisation) -> String {
+    var s = String(format: "training check (seed %llu, masks binarised at %@): erase %.4f, preserve %.5f", c.seed, binarisation.description, c.erase, c.preserve)
+    if let t = c.textPreserve { s += String(format: ", text %.5f", t) }
+    s += String(format: ", objective %.5f; %d of %d training prompts broken (error above %.4f)", c.objective, c.brokenCount, c.items.count, c.brokenAbove)
+    for item in c.items.filter(\.broken).sorted(by: { $0.loss > $1.loss }) {
+        s += String(format: "\n  %@ '%@': %.4f", item.isConcept ? "concept" : "neutral", item.prompt, item.loss)
+        if item.isConcept { s += String(format: " (%.4f before erasing)", item.before) }
+    }
+    return s
 }
 
 struct Masks: ParsableCommand {

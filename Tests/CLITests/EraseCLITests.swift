@@ -33,6 +33,8 @@ extension CLITests {
         try fails(["--concept", "cat", "--text-ablation", "half"], "--text-ablation must be zero or mean")
         try fails(["--concept", "cat", "--restarts", "0"], "--restarts must be ≥ 1", exit: 64)
         try fails(["--concept", "cat", "--restarts", "2", "--method", "esd"], "--restarts is for mask methods")
+        try fails(["--concept", "cat", "--retries=-1"], "--retries must be ≥ 0", exit: 64)
+        try fails(["--concept", "cat", "--broken-factor=-1"], "--broken-factor must be ≥ 0", exit: 64)
         try fails(["--concept", "cat", "--sites", "ff", "--text-ablation", "mean"], "--text-ablation mean needs text-encoder sites")
         try fails(["--concept", "cat", "--concept", "dog", "--target", "nearest"], "--target nearest takes one --concept")
         try fails(["--concept", "cat", "--sites", "text_ff", "--text-preserve=-1"], "--text-preserve must be ≥ 0", exit: 64)
@@ -52,8 +54,10 @@ extension CLITests {
     /// layout (loadable by `mce sample`-style commands), resume, merge.
     func testEraseEndToEnd() throws {
         let out = dir.appendingPathComponent("erase").path
-        let args = ["erase", "--model", baseModel, "--concept", "bag", "--out", out, "--iterations", "2", "--steps", "2",
+        // No retries here (the retry of a broken run is checked below): at lr 4 two steps break prompts.
+        let base = ["erase", "--model", baseModel, "--concept", "bag", "--out", out, "--iterations", "2", "--steps", "2",
                     "--concept-prompts", "2", "--neutral-prompts", "2", "--eval-prompts", "0", "--lr", "4"]
+        let args = base + ["--retries", "0"]
         let r = try mce(args)
         XCTAssertTrue(r.out.contains("masked"), r.out)
         let masks = try SafeTensorsFile(path: out + "/masks.safetensors")
@@ -98,6 +102,32 @@ extension CLITests {
         }
         try mce(args.map { $0 == out ? both : $0 } + ["--restarts", "2", "--resume"])
         XCTAssertEqual(try SafeTensorsFile(path: both + "/masks.safetensors").doubles("transformer_blocks.0.ff.logits"), mean)
+        // The training check: report.json has one per run. At --broken-factor 0 every prompt the masks move is
+        // broken, so --retries 1 trains seed 1 as well and keeps the run with fewer broken prompts (then the
+        // lower objective): its mask file is that seed's own run.
+        func checks(_ folder: String) throws -> (checks: [[String: Any]], kept: Int?) {
+            let r = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: folder + "/report.json"))) as! [String: Any]
+            return (r["checks"] as! [[String: Any]], r["keptRun"] as? Int)
+        }
+        let first = try checks(out)
+        XCTAssertEqual(first.checks.count, 1)
+        XCTAssertEqual(first.kept, 0)
+        XCTAssertEqual((first.checks[0]["items"] as! [[String: Any]]).count, 4)
+        XCTAssertEqual(try checks(both).kept, nil, "averaged runs: none kept alone")
+        XCTAssertEqual(try checks(both).checks.count, 2)
+        let retried = dir.appendingPathComponent("retried").path
+        let rr = try mce(base.map { $0 == out ? retried : $0 } + ["--broken-factor", "0", "--retries", "1"])
+        XCTAssertTrue(rr.err.contains("training again with seed 1"), rr.err)
+        let (cs, kept) = try checks(retried)
+        XCTAssertEqual(cs.map { $0["seed"] as! Int }, [0, 1])
+        let key = cs.map { ($0["items"] as! [[String: Any]]).filter { $0["broken"] as! Bool }.count }
+        let objective = cs.map { $0["objective"] as! Double }
+        let best = (key[1], objective[1]) < (key[0], objective[0]) ? 1 : 0
+        XCTAssertEqual(kept, best)
+        let keptFile = try SafeTensorsFile(path: retried + "/masks.safetensors")
+        XCTAssertEqual(keptFile.metadata["seed"], "\(best)")
+        XCTAssertEqual(try keptFile.doubles("transformer_blocks.0.ff.logits"), best == 0 ? logits : l1)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: retried + "/state-2.safetensors"))
         // Merge two mask files and bake the result.
         let merged = dir.appendingPathComponent("merged.safetensors").path
         try mce(["masks", "merge", out + "/masks.safetensors", again + "/masks.safetensors", "--out", merged])
@@ -119,7 +149,7 @@ extension CLITests {
         let out = dir.appendingPathComponent("erase-text").path
         let r = try mce(["erase", "--model", baseModel, "--concept", "bag", "--out", out, "--iterations", "2", "--steps", "2",
                          "--sites", "ff_context,text_ff", "--concept-prompts", "2", "--neutral-prompts", "2", "--lr", "4",
-                         "--eval-prompts", "1", "--eval-per-class", "2",
+                         "--eval-prompts", "1", "--eval-per-class", "2", "--retries", "0",
                          "--binarise", "top-site:0.8"])   // two iterations mask nothing by threshold; this masks 20% per site
         XCTAssertTrue(r.out.contains("baked text encoder: \(out)/text_encoder"), r.out)
         let masks = try SafeTensorsFile(path: out + "/masks.safetensors")

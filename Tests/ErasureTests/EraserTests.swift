@@ -611,6 +611,63 @@ final class ErasureMethodTests: XCTestCase {
         XCTAssertEqual(model.weights.allBuffers.map(\.array), before, "the original model is never modified")
     }
 
+    /// The training check samples every training prompt with the binary masks (transformer sites and text-encoder
+    /// units) from its first-epoch noise: each item's error equals that of an independent run — the generator on
+    /// the original model with the masks and a text encoder with its units switched off — against the original's
+    /// sample of its target; unmasked, neutral errors are 0 and concept errors are their distance before erasing.
+    func testTrainingCheckSamplesTheBinaryMasksOnTheTrainingPrompts() throws {
+        let model = tinyModel(), encoder = try XCTUnwrap(Self.encoder, "MiniLM not found: run scripts/fetch_minilm.sh")
+        var o = ErasureOptions()
+        o.concepts = [try ConceptSpec.resolve("cat")]
+        o.sites = try ErasureOptions.expandSites(["ff,norm1_context,text_encoder.encoder.layer.2.intermediate"], config: model.config,
+                                                 textEncoderLayers: encoder.miniLM.layerCount)
+        o.samplingSteps = 3; o.iterations = 6; o.batch = 4; o.beta = 0.5; o.guidance = 2; o.seed = 4
+        let items = try ErasurePrompts.world(concepts: o.concepts, conceptCount: 3, neutralCount: 2, target: o.target, seed: 4)
+        let e = try Eraser(model: model, encoder: encoder, items: items, options: o)
+        let cfg = model.config, gen = Generator(model: model, encoder: encoder, steps: 3, guidanceScale: 2)
+        let targets = try gen.latents(prompts: items.map(\.targetPrompt), seeds: items.map(\.seed))
+        func mse(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / Double(a.count) }
+
+        let ones = Dictionary(uniqueKeysWithValues: e.sites.map { ($0, [Float](repeating: 1, count: $0.width(cfg))) })
+        let none = try e.check(masks: ones, textMasks: [2: [Float](repeating: 1, count: encoder.miniLM.intermediateSize)])
+        XCTAssertEqual(none.items.map(\.prompt), items.map(\.prompt))
+        XCTAssertFalse(none.items.contains { !$0.isConcept && $0.broken }, "unmasked, no neutral prompt moves")
+        let originals = try gen.latents(prompts: items.map(\.prompt), seeds: items.map(\.seed))
+        for (k, item) in none.items.enumerated() {
+            let d = mse(originals[k], targets[k])
+            XCTAssertEqual(item.loss, d, accuracy: 1e-6 * max(d, 1e-3), item.prompt)
+            XCTAssertEqual(item.before, item.isConcept ? d : 0, accuracy: 1e-6 * max(d, 1e-3))
+        }
+        XCTAssertGreaterThan(none.erase, 1e-6, "concept prompts start away from their targets")
+
+        var rng = SplitMix64(seed: 5)
+        let masks = Dictionary(uniqueKeysWithValues: e.sites.map { s in (s, (0..<s.width(cfg)).map { _ in Float(rng.uniform() < 0.4 ? 0 : 1) }) })
+        let text = [2: (0..<encoder.miniLM.intermediateSize).map { _ in Float(rng.uniform() < 0.4 ? 0 : 1) }]
+        let c = try e.check(masks: masks, textMasks: text)
+        let erasedText = try MiniLM(directory: encoder.miniLM.directory)
+        try erasedText.setFeedForwardMasks(text, fill: [:])
+        let pe = PromptEncoder(miniLM: erasedText)
+        pe.paddedLength = encoder.paddedLength
+        var set = MaskSet<Float>()
+        for (s, m) in masks { set[s] = Buffer(m) }
+        let masked = try Generator(model: model, encoder: pe, steps: 3, guidanceScale: 2).latents(prompts: items.map(\.prompt), seeds: items.map(\.seed), masks: set)
+        let expected = zip(masked, targets).map { mse($0, $1) }
+        for (item, x) in zip(c.items, expected) { XCTAssertEqual(item.loss, x, accuracy: 1e-5 * x, item.prompt) }
+        XCTAssertGreaterThan(c.preserve, 1e-6, "the masks move neutral samples")
+        let concepts = c.items.filter(\.isConcept), neutral = c.items.filter { !$0.isConcept }
+        XCTAssertEqual(c.erase, concepts.map(\.loss).reduce(0, +) / 3, accuracy: 1e-12)
+        XCTAssertEqual(c.preserve, neutral.map(\.loss).reduce(0, +) / 2, accuracy: 1e-12)
+        XCTAssertEqual(c.objective, c.erase + 0.5 * c.preserve, accuracy: 1e-12)
+        XCTAssertEqual(c.brokenAbove, none.erase, accuracy: 1e-9, "the concept prompts' mean distance before erasing")
+        for item in c.items {
+            XCTAssertEqual(item.broken, item.loss > c.brokenAbove && item.loss > item.before, item.prompt)
+        }
+        // --broken-factor 0: every neutral prompt the masks move is broken.
+        let strict = try e.check(masks: masks, textMasks: text, brokenFactor: 0)
+        XCTAssertEqual(strict.items.filter { !$0.isConcept }.map(\.broken), [true, true])
+        XCTAssertThrowsError(try e.check(masks: masks, textMasks: text, brokenFactor: -1)) { XCTAssertTrue("\($0)".contains("--broken-factor")) }
+    }
+
     /// Folding binary masks into weights in memory gives the masked model's output (as the file baker does).
     func testMaskFoldingEqualsMasking() throws {
         let encoder = try XCTUnwrap(Self.encoder, "MiniLM not found: run scripts/fetch_minilm.sh")
