@@ -25,6 +25,6 @@ settings=(
     "both-keep1-cosine|$both --text-preserve 1 --lr-schedule cosine"
 )
 # Measured with the defaults before session 14 (deconcept target, β 1).
-ERASE_DEFAULTS="--target deconcept --beta 1 --binarise threshold:0"
+ERASE_DEFAULTS="--target deconcept --beta 1 --binarise threshold:0 $BEFORE_SESSION18"
 erase_settings "$concept" "$out" "--eval-per-class 16" "${settings[@]}"
 python3 scripts/evaluation/survey_table.py --by-run "${runs[@]}" | tee "$out/summary.md"

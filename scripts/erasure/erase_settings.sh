@@ -9,9 +9,11 @@ erase_output() {
     mkdir -p "$out"
 }
 
-# The options of sessions 12–16 that session 17's defaults changed (with text-encoder sites: γ 1 and λ > 0);
-# scripts whose tables were measured before pin them in ERASE_DEFAULTS.
-BEFORE_SESSION17="--text-preserve 1 --binarise threshold:0"
+# Options whose defaults changed, for scripts whose tables were measured before (they pin them in
+# ERASE_DEFAULTS): session 18 added the retry of a run whose training check finds broken prompts (--retries 1);
+# session 17 changed, with text-encoder sites, γ 1 → 3 and the binarisation λ > 0 → λ > 0.5.
+BEFORE_SESSION18="--retries 0"
+BEFORE_SESSION17="--text-preserve 1 --binarise threshold:0 $BEFORE_SESSION18"
 
 #   erase_settings CONCEPT OUT "EXTRA ARGS" "name|args" …   → runs=(OUT/name …), in the settings' order
 # Each setting runs `.build/release/mce erase --concept CONCEPT $ERASE_DEFAULTS ARGS EXTRA --out OUT/name`

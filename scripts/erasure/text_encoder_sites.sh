@@ -22,7 +22,7 @@ settings=(
     "text-ff-keep1-90it|--sites text_ff --text-preserve 1 --iterations 90"
 )
 # Measured with the defaults before session 14 (deconcept target, β 1).
-ERASE_DEFAULTS="--target deconcept --beta 1 --binarise threshold:0"
+ERASE_DEFAULTS="--target deconcept --beta 1 --binarise threshold:0 $BEFORE_SESSION18"
 erase_settings "$concept" "$out" "" "${settings[@]}"
 .build/release/mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" --out "$out/evaluate" >&2
 .build/release/mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" --per-class 16 --out "$out/evaluate-16" >&2

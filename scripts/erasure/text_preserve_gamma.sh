@@ -16,7 +16,7 @@ cd "$(dirname "$0")/../.."
 source scripts/erasure/erase_settings.sh
 erase_output text-preserve "$@"
 settings=()
-for s in 0 1 2 3 4 5; do settings+=("gamma3-seed$s|--target nearest --beta 0.3 --text-preserve 3 --binarise threshold:0 --seed $s"); done
+for s in 0 1 2 3 4 5; do settings+=("gamma3-seed$s|--target nearest --beta 0.3 --text-preserve 3 --binarise threshold:0 $BEFORE_SESSION18 --seed $s"); done
 for s in 1 2; do settings+=("eps1e-5-seed$s|--target nearest --beta 0.3 $BEFORE_SESSION17 --adam-eps 1e-5 --seed $s"); done
 erase_settings "$concept" "$out" "--eval-prompts 0" "${settings[@]}"
 mce=.build/release/mce
