@@ -71,7 +71,7 @@ extension Eraser {
         }
         let conceptIndex = chosen.indices.filter { chosen[$0].item.isConcept }
         let before = zip(conceptIndex, originals).reduce(into: [Int: Double]()) { $0[$1.0] = mse($1.1, targets[$1.0]) }
-        let reference = brokenFactor * before.values.reduce(0, +) / Double(max(1, before.count))
+        let reference = brokenFactor * conceptIndex.map { before[$0]! }.reduce(0, +) / Double(max(1, before.count))   // in order: deterministic
         let items = chosen.enumerated().map { i, c -> TrainingCheck.Item in
             let loss = mse(masked[i], targets[i])
             return TrainingCheck.Item(prompt: c.item.prompt, isConcept: c.item.isConcept, loss: loss, before: before[i] ?? 0,
