@@ -69,15 +69,16 @@ extension Eraser {
         func mse(_ a: [Float], _ b: [Float]) -> Double {
             zip(a, b).reduce(0) { s, p in let e = Double(p.0) - Double(p.1); return s + e * e } / Double(a.count)
         }
-        let conceptIndex = chosen.indices.filter { chosen[$0].item.isConcept }
-        let before = zip(conceptIndex, originals).reduce(into: [Int: Double]()) { $0[$1.0] = mse($1.1, targets[$1.0]) }
-        let reference = brokenFactor * conceptIndex.map { before[$0]! }.reduce(0, +) / Double(max(1, before.count))   // in order: deterministic
+        func mean(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.reduce(0, +) / Double(xs.count) }
+        // Each concept item's distance before erasing (`originals` are the concept items' samples, in order).
+        var nextOriginal = originals.makeIterator()
+        let before = chosen.indices.map { i in chosen[i].item.isConcept ? mse(nextOriginal.next()!, targets[i]) : 0 }
+        let reference = brokenFactor * mean(chosen.indices.filter { chosen[$0].item.isConcept }.map { before[$0] })
         let items = chosen.enumerated().map { i, c -> TrainingCheck.Item in
             let loss = mse(masked[i], targets[i])
-            return TrainingCheck.Item(prompt: c.item.prompt, isConcept: c.item.isConcept, loss: loss, before: before[i] ?? 0,
-                                      broken: loss > reference && loss > (before[i] ?? 0))
+            return TrainingCheck.Item(prompt: c.item.prompt, isConcept: c.item.isConcept, loss: loss, before: before[i],
+                                      broken: loss > reference && loss > before[i])
         }
-        func mean(_ xs: [Double]) -> Double { xs.isEmpty ? 0 : xs.reduce(0, +) / Double(xs.count) }
         let erase = mean(items.filter(\.isConcept).map(\.loss)), preserve = mean(items.filter { !$0.isConcept }.map(\.loss))
         let text = options.effectiveTextPreserve > 0 && !textLayers.isEmpty ? try textPreservation(masks: textMasks).loss : nil
         return TrainingCheck(seed: options.seed, items: items, erase: erase, preserve: preserve, textPreserve: text,
