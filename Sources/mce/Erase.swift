@@ -181,7 +181,12 @@ struct Erase: ParsableCommand {
 
             // One training run per restart (one by default), and with one restart a retry with the next seed while
             // the training check finds broken prompts; each run keeps its own state file for --resume.
-            struct Run { let items: [ErasureItem]; let logits: [MaskSite: [Float]]; let textLogits: [Int: [Float]]; let textFill: [Int: [Float]]; let history: [ErasureStepLog]; let check: TrainingCheck? }
+            struct Run {
+                let items: [ErasureItem]; let logits: [MaskSite: [Float]]; let textLogits: [Int: [Float]]; let textFill: [Int: [Float]]
+                let history: [ErasureStepLog]
+                /// Mask methods: the run's binarised masks (checked, then written when the run is kept) and its check.
+                let binary: (masks: [MaskSite: [Float]], text: [Int: [Float]])?; let check: TrainingCheck?
+            }
             var runs: [Run] = []
             var lastEraser: Eraser?
             let eraseStart = Date()
@@ -225,15 +230,16 @@ struct Erase: ParsableCommand {
                     bar.update(eraser.iteration, extra: String(format: "erase %.4f  preserve %.5f", l.eraseLoss, l.preserveLoss) + text + "  masked \(l.expectedMasked)")
                     if eraser.iteration % checkpointEvery == 0 || eraser.iteration == o.iterations { try eraser.saveState(to: statePath) }
                 }
-                var check: TrainingCheck?
+                var binary: (masks: [MaskSite: [Float]], text: [Int: [Float]])?, check: TrainingCheck?
                 if o.method.learnsMasks {
-                    let binary = binarisation.apply(eraser.logitArrays, text: eraser.textLogitArrays)
+                    let b = binarisation.apply(eraser.logitArrays, text: eraser.textLogitArrays)
                     let cp = Progress(total: (items.count + nc) * steps, label: "check")
-                    let c = try eraser.check(masks: binary.masks, textMasks: binary.text, brokenFactor: brokenFactor) { d, _ in cp.update(d) }
+                    let c = try eraser.check(masks: b.masks, textMasks: b.text, brokenFactor: brokenFactor) { d, _ in cp.update(d) }
                     log(describe(c, binarisation: binarisation))
-                    check = c
+                    binary = b; check = c
                 }
-                runs.append(Run(items: items, logits: eraser.logitArrays, textLogits: eraser.textLogitArrays, textFill: eraser.textFill, history: eraser.history, check: check))
+                runs.append(Run(items: items, logits: eraser.logitArrays, textLogits: eraser.textLogitArrays, textFill: eraser.textFill,
+                                history: eraser.history, binary: binary, check: check))
                 lastEraser = eraser
                 if restarts == 1, let c = check {
                     if c.brokenCount == 0 { break }
@@ -268,7 +274,7 @@ struct Erase: ParsableCommand {
                 meta["relaxation"] = o.relaxation.name
                 meta["format"] = "mce-masks-1"
                 let perRun = runs.enumerated().filter { kept == nil || $0.offset == kept }.map { r, run -> MaskFile in
-                    let binary = binarisation.apply(run.logits, text: run.textLogits)
+                    let binary = run.binary!
                     var m = meta; m["seed"] = "\(o.restart(r).seed)"
                     var f = MaskFile(logits: run.logits, masks: binary.masks, textLogits: run.textLogits, textMasks: binary.text, metadata: m)
                     f.textFill = run.textFill
