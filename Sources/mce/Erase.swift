@@ -191,9 +191,7 @@ struct Erase: ParsableCommand {
             var lastEraser: Eraser?
             let eraseStart = Date()
             let maxRuns = restarts > 1 || !o.method.learnsMasks ? restarts : 1 + retries
-            var r = 0
-            while r < maxRuns {
-                defer { r += 1 }
+            for r in 0..<maxRuns {
                 let runOptions = o.restart(r)
                 let items = try trainingItems(seed: runOptions.seed)
                 if r == 0 {
