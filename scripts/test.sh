@@ -7,7 +7,9 @@ scripts/setup.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-swift test --disable-swift-testing "$@" 2>&1 | tee "$log"
+# The explicit import check fails the build when a target imports a module it does not declare (the layering
+# rule: a Product target may not import the Testbed).
+swift test --disable-swift-testing --explicit-target-dependency-import-check error "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One plain closing line with the totals, counted per test case (XCTest's own closing line counts failed

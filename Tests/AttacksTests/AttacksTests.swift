@@ -29,7 +29,8 @@ final class AttacksTests: XCTestCase {
         o.tokens = 8; o.population = 16; o.generations = 12; o.pairs = 4
         let rab = RingABell(encoder: encoder, options: o)
         XCTAssertGreaterThan(rab.candidates.count, 10_000)
-        let d = try rab.conceptDirection(classes: [10])
+        let world = WorldSubject(transformer: FluxTransformer(weights: FluxWeights<Float>.random(config: BaseModelSpec.config(width: 64, doubleBlocks: 1, singleBlocks: 1), seed: 0)), encoder: encoder)
+        let d = try rab.conceptDirection(pairs: world.conceptPairs(classes: [10], count: o.pairs, seed: o.seed))
         XCTAssertGreaterThan(d.map { $0 * $0 }.reduce(0, +), 0)
         let a = try rab.search(base: "a red object on a blue background", direction: d, runSeed: 1)
         XCTAssertEqual(a.history.count, o.generations + 1)
@@ -47,8 +48,8 @@ final class AttacksTests: XCTestCase {
         let (base, detector) = try Self.committed()
         var s = AttackSettings()
         s.paraphrasePrompts = 8
-        let r = try AttackRunner.paraphrase(base: base, erased: ErasedModel(name: "none", source: "test"), concepts: [try ConceptSpec.resolve("ankle boot")],
-                                            encoder: try PromptEncoder(), detector: detector, settings: s)
+        let r = try AttackRunner.paraphrase(subject: WorldSubject(transformer: base, encoder: try PromptEncoder()), erased: ErasedModel(name: "none", source: "test"),
+                                            concepts: [try ConceptSpec.resolve("ankle boot")], judge: detector, settings: s)
         XCTAssertEqual(r.0.samples, 8)
         XCTAssertEqual(r.0.asr, r.0.originalASR)
         XCTAssertGreaterThanOrEqual(r.0.asr, 0.5, "\(r.0.prompts)")
@@ -64,8 +65,8 @@ extension AttacksTests {
         var s = AttackSettings()
         s.ringABellLengths = [16]; s.ringABellRuns = 1; s.samplesPerPrompt = 8
         s.ringABell.generations = 12; s.ringABell.population = 16
-        let r = try AttackRunner.ringABell(base: base, erased: ErasedModel(name: "none", source: "test"), concepts: [try ConceptSpec.resolve("bag")],
-                                           encoder: try PromptEncoder(), detector: detector, settings: s)
+        let r = try AttackRunner.ringABell(subject: WorldSubject(transformer: base, encoder: try PromptEncoder()), erased: ErasedModel(name: "none", source: "test"),
+                                           concepts: [try ConceptSpec.resolve("bag")], judge: detector, settings: s)
         XCTAssertEqual(r.0.samples, 8)
         XCTAssertEqual(r.0.asr, r.0.originalASR)
         XCTAssertGreaterThanOrEqual(r.0.asr, 0.5, "\(r.found.map(\.text))")
@@ -80,15 +81,15 @@ final class StrongAttacksTests: XCTestCase {
         let (base, det) = try AttacksTests.committed()
         var o = EmbeddingAttack.Options()
         o.tokens = 4; o.checkpoints = [0, 3]; o.batch = 2; o.evalSamples = 6
-        let attack = EmbeddingAttack(encoder: try PromptEncoder(), options: o, samplingSteps: 8, guidance: 3)
+        let attack = EmbeddingAttack(subject: WorldSubject(transformer: base, encoder: try PromptEncoder()), options: o, samplingSteps: 8, guidance: 3)
         let none = ErasedModel(name: "none", source: "test")
-        let a = try attack.run(classID: 9, base: base, erased: none, detector: det)
+        let a = try attack.run(classID: 9, erased: none, judge: det)
         XCTAssertEqual(a.run.curve.map(\.budget), [0, 3])
         XCTAssertEqual(a.run.losses.count, 3)
         XCTAssertLessThan(a.run.losses.last!, a.run.losses.first!, "the attack's objective falls")
         XCTAssertGreaterThanOrEqual(a.run.curve.last!.asr, 0.5, "\(a.run)")
         XCTAssertEqual(a.attacked.count, 6)
-        let b = try attack.run(classID: 9, base: base, erased: none, detector: det)
+        let b = try attack.run(classID: 9, erased: none, judge: det)
         XCTAssertEqual(a.run.losses, b.run.losses)
     }
 
@@ -100,15 +101,13 @@ final class StrongAttacksTests: XCTestCase {
         func erasedEncoder(_ keep: Float) throws -> PromptEncoder {
             let m = try MiniLM(directory: encoder.miniLM.directory)
             try m.setFeedForwardMasks(Dictionary(uniqueKeysWithValues: (3..<6).map { ($0, [Float](repeating: keep, count: m.intermediateSize)) }))
-            let e = PromptEncoder(miniLM: m)
-            e.paddedLength = encoder.paddedLength
-            return e
+            return PromptEncoder(miniLM: m, paddedLength: encoder.paddedLength)
         }
         var o = EmbeddingAttack.Options()
         o.tokens = 2; o.checkpoints = [0]; o.batch = 1; o.evalSamples = 2
-        let attack = EmbeddingAttack(encoder: encoder, options: o, samplingSteps: 4, guidance: 3)
+        let attack = EmbeddingAttack(subject: WorldSubject(transformer: base, encoder: encoder), options: o, samplingSteps: 4, guidance: 3)
         func images(_ e: PromptEncoder?) throws -> [RGBImage] {
-            try attack.run(classID: 9, base: base, erased: ErasedModel(name: "e", source: "test", encoder: e), detector: det).attacked
+            try attack.run(classID: 9, erased: ErasedModel(name: "e", source: "test", encoder: e), judge: det).attacked
         }
         let plain = try images(nil)
         // (Compared with == so that a failure does not print 6,000 pixel values.)
@@ -122,11 +121,11 @@ final class StrongAttacksTests: XCTestCase {
         let (base, det) = try AttacksTests.committed()
         var o = RelearningAttack.Options()
         o.images = 2; o.checkpoints = [0, 2]; o.evalSamples = 6
-        let attack = RelearningAttack(encoder: try PromptEncoder(), options: o, samplingSteps: 8, guidance: 3)
-        let scenes = try attack.trainingScenes(classes: [9])
+        let attack = RelearningAttack(subject: WorldSubject(transformer: base, encoder: try PromptEncoder()), options: o, samplingSteps: 8, guidance: 3)
+        let scenes = try attack.trainingImages(classes: [9])
         XCTAssertEqual(scenes.count, 2)
-        XCTAssertTrue(scenes.allSatisfy { $0.classID == 9 && !$0.caption.heldOut })
-        let r = try attack.run(base: base, erased: ErasedModel(name: "none", source: "test"), classes: [9], detector: det)
+        XCTAssertTrue(scenes.allSatisfy { CaptionGrammar.mentions(in: $0.caption).map(\.classID) == [9] })
+        let r = try attack.run(erased: ErasedModel(name: "none", source: "test"), classes: [9], judge: det)
         XCTAssertEqual(r.curves.map(\.variant), ["free", "original (control)"])
         XCTAssertEqual(r.curves[0].points.map(\.asr), r.curves[1].points.map(\.asr))
         XCTAssertGreaterThanOrEqual(r.originalRate, 0.5)

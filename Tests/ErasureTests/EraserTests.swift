@@ -1,6 +1,7 @@
 import BaseModel
 import BLAS
 @testable import Erasure
+import Evaluation
 import Flux
 import Foundation
 import SafeTensors

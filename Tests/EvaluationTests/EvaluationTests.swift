@@ -49,11 +49,11 @@ final class EvaluationTests: XCTestCase {
         let committed = try JSONSerialization.jsonObject(
             with: Data(contentsOf: Self.root.appendingPathComponent("models/detector/report.json"))) as! [String: Any]
         let test = committed["test"] as! [String: Any]
-        XCTAssertEqual(Metrics.accuracies(preds, prompts).object, test["classAccuracy"] as! Double, accuracy: 1e-12)
+        XCTAssertEqual(Metrics.accuracies(preds.map(\.judgement), prompts).object, test["classAccuracy"] as! Double, accuracy: 1e-12)
         let report = DetectorReport(split: "test", seed: sampler.seed, truth: scenes.map { ($0.classID, $0.objColor, $0.bgColor) }, predictions: preds)
         for c in [0, 9, 13, 19] {
             let mine = zip(preds, scenes).filter { $0.1.classID == c }.map(\.0)
-            XCTAssertEqual(Metrics.detectionRate(mine, classes: [c]), report.perClass[c].accuracy, accuracy: 1e-12, "class \(c)")
+            XCTAssertEqual(Metrics.detectionRate(mine.map(\.judgement), classes: [c]), report.perClass[c].accuracy, accuracy: 1e-12, "class \(c)")
         }
     }
 
@@ -126,8 +126,8 @@ final class EvaluationTests: XCTestCase {
         p.samples = 2; p.perClass = 1; p.samplingSteps = 4; p.realScenes = 30
         let runs = [ErasedModel(name: "ones", source: "test", masks: ones.maskSet(), maskFile: ones),
                     ErasedModel(name: "copy", source: "test", model: base)]
-        let (r, samples) = try Evaluator.run(base: base, baseName: "base", erased: runs, concepts: [try ConceptSpec.resolve("cat")],
-                                             encoder: encoder, detector: det, protocol: p)
+        let (r, samples) = try Evaluator.run(subject: WorldSubject(transformer: base, encoder: encoder), baseName: "base", erased: runs,
+                                             concepts: [try ConceptSpec.resolve("cat")], judge: det, protocol: p)
         XCTAssertEqual(r.runs.count, 2)
         for run in r.runs {
             for (o, e) in zip(r.original.conceptSets, run.metrics.conceptSets) {

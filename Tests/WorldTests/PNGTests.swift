@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-@testable import World
+@testable import Imaging
+import World
 
 final class PNGTests: XCTestCase {
     func testWriteReadRoundTripExact() throws {

@@ -1,0 +1,216 @@
+import ArgumentParser
+import BaseModel
+import BLAS
+import Flux
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks (random weights; JSON on stdout). Compare with scripts/bench_reference.py run in the same session.",
+        subcommands: [BenchForward.self, BenchEraseStep.self, BenchTrainStep.self])
+}
+
+enum BenchConfig: String, ExpressibleByArgument, CaseIterable {
+    case small, medium
+
+    var config: FluxConfig { self == .small ? .small : .medium }
+    /// Image grid side: 8×8 = 64 tokens (small) or 16×16 = 256 tokens (medium); 16 text tokens.
+    var grid: Int { self == .small ? 8 : 16 }
+    static let textTokens = 16
+
+    /// Random weights (seed 0) and random inputs (seed 1) of this config for `batch` samples of `textTokens`
+    /// text tokens: model, conditioning and a generator of further random values.
+    func setup<T: Scalar>(_: T.Type, batch: Int = 1, textTokens: Int = Self.textTokens) throws
+        -> (model: FluxTransformer<T>, cond: FluxConditioning<T>, randn: (Int) -> Buffer<T>) {
+        let cfg = config
+        let model = FluxTransformer(weights: FluxWeights<T>.random(config: cfg, seed: 0))
+        var rng = SplitMix64(seed: 1)
+        let randn: (Int) -> Buffer<T> = { n in Buffer((0..<n).map { _ in T(rng.normal()) }) }
+        let cond = try FluxConditioning<T>(
+            config: cfg, batch: batch, encoderHiddenStates: randn(batch * textTokens * cfg.jointAttentionDim),
+            pooledProjections: randn(batch * cfg.pooledProjectionDim), guidance: nil,
+            txtIds: Packing.textIds(count: textTokens), imgIds: Packing.imageIds(gridHeight: grid, gridWidth: grid))
+        return (model, cond, randn)
+    }
+}
+
+/// Runs `body` `repeats` times (at least once) and returns the median and minimum wall time in seconds.
+func timed(repeats: Int, _ body: () throws -> Void) rethrows -> (median: Double, min: Double, count: Int) {
+    var times: [Double] = []
+    for _ in 0..<max(1, repeats) {
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9)
+    }
+    return (times.sorted()[times.count / 2], times.min()!, times.count)
+}
+
+struct BenchForward: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "forward", abstract: "Seconds per transformer forward, GFLOP/s and peak RSS.")
+
+    @Option(help: "small or medium (the benchmark configs).")
+    var config: BenchConfig = .small
+
+    @Option(help: "Timed repetitions (the median is reported).")
+    var repeats: Int = 20
+
+    @Option(help: "Untimed warm-up calls.")
+    var warmup: Int = 3
+
+    @Option(help: "Compute precision.")
+    var precision: Precision = .f32
+
+    func run() throws {
+        try reportingErrors {
+            switch precision {
+            case .f32: try run(Float.self)
+            case .f64: try run(Double.self)
+            }
+        }
+    }
+
+    func run<T: Scalar>(_: T.Type) throws {
+        let cfg = config.config
+        let (model, cond, randn) = try config.setup(T.self)
+        let lt = BenchConfig.textTokens, li = config.grid * config.grid
+        let x = randn(li * cfg.inChannels)
+        for _ in 0..<warmup { _ = try model.forward(hidden: x.p, sigma: [0.5], cond: cond) }
+        let (median, fastest, count) = try timed(repeats: repeats) { _ = try model.forward(hidden: x.p, sigma: [0.5], cond: cond) }
+        let flops = cfg.forwardFLOPs(textTokens: lt, imageTokens: li)
+        printJSON([
+            "impl": "mce (Swift, \(blasName))", "bench": "forward", "config": config.rawValue,
+            "precision": T.precisionName, "median_s": median, "min_s": fastest,
+            "gflop_per_forward": flops / 1e9, "gflops": flops / median / 1e9,
+            "peak_rss_mib": peakResidentMiB(), "threads": Parallel.workerCount, "repeats": count,
+            "blas_core": KernelSelection.coreName,
+        ])
+    }
+}
+
+struct BenchEraseStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "erase-step",
+        abstract: "One optimisation iteration of the masking objective: N steps forward, checkpointed backward to the mask logits, AdamW.")
+
+    @Option(help: "small or medium (the benchmark configs).")
+    var config: BenchConfig = .small
+
+    @Option(help: "Sampling steps N.")
+    var steps: Int = 4
+
+    @Option(help: "Timed iterations (the median is reported).")
+    var repeats: Int = 5
+
+    func validate() throws {
+        if steps < 1 { throw ValidationError("--steps must be ≥ 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let cfg = config.config
+            let (model, cond, randn) = try config.setup(Float.self)
+            let lt = BenchConfig.textTokens, li = config.grid * config.grid
+            let xT = randn(li * cfg.inChannels), target = randn(li * cfg.inChannels)
+            // The original authors' default sites: ff, ff_context, norm1_context of every double block.
+            let sites = (0..<cfg.numLayers).flatMap { i in
+                [MaskSite(.ff, block: i), MaskSite(.ffContext, block: i), MaskSite(.norm1Context, block: i)]
+            }
+            let logits = sites.map { Buffer<Float>(repeating: 3, count: $0.width(cfg)) }
+            let optimizer = AdamW<Float>(lr: 0.5)
+            let schedule = try FlowMatchSchedule(steps: steps, shift: .none)
+            func iteration() throws {
+                var masks = MaskSet<Float>()
+                for (s, l) in zip(sites, logits) { masks[s] = Buffer(l.array.map { 1 / (1 + Foundation.exp(-$0)) }) }
+                let sampler = CheckpointedSampler(transformer: model, cond: cond, schedule: schedule, masks: masks)
+                let r = try sampler.gradient(start: xT, maskGradients: sites,
+                                             objective: CheckpointedSampler<Float>.meanSquaredError(target: target))
+                let grads = zip(sites, logits).map { s, l -> Buffer<Float> in
+                    let dm = r.grads.masks[s]!, m = masks[s]!
+                    return Buffer((0..<l.count).map { dm[$0] * m[$0] * (1 - m[$0]) })
+                }
+                optimizer.update(logits, grads)
+            }
+            try iteration()
+            let (median, fastest, count) = try timed(repeats: repeats, iteration)
+            // Counted as the PyTorch reference counts it: N forward steps + N replays + their backward = 3N forwards.
+            let flops = 3 * Double(steps) * cfg.forwardFLOPs(textTokens: lt, imageTokens: li)
+            printJSON([
+                "impl": "mce (Swift, \(blasName))", "bench": "erase-step", "config": config.rawValue, "steps": steps,
+                "median_s": median, "min_s": fastest, "gflops": flops / median / 1e9,
+                "peak_rss_mib": peakResidentMiB(), "threads": Parallel.workerCount, "repeats": count,
+                "blas_core": KernelSelection.coreName, "masked_units": logits.reduce(0) { $0 + $1.count },
+            ])
+        }
+    }
+}
+
+struct BenchTrainStep: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-step",
+        abstract: "One training step of the base model's kind: a batch's taped forward, MSE, backward to every weight, AdamW.")
+
+    @Option(help: "small or medium (the benchmark configs; the committed base model is `small`).")
+    var config: BenchConfig = .small
+
+    @Option(help: "Samples per step (train-base's default is 64).")
+    var batch: Int = 64
+
+    @Option(help: "Text tokens per sample (default: the world's padded caption length, which train-base uses; needs MiniLM).")
+    var textTokens: Int?
+
+    @Option(help: "Timed steps (the median is reported).")
+    var repeats: Int = 5
+
+    func validate() throws {
+        if batch < 1 || repeats < 1 { throw ValidationError("--batch and --repeats must be ≥ 1") }
+        if let t = textTokens, t < 1 { throw ValidationError("--text-tokens must be ≥ 1") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let cfg = config.config, B = batch
+            let lt = try textTokens ?? PromptEncoder().paddedLength, li = config.grid * config.grid
+            let (model, cond, randn) = try config.setup(Float.self, batch: B, textTokens: lt)
+            let x = randn(B * li * cfg.inChannels), target = randn(B * li * cfg.inChannels)
+            let sigmas = randn(B).array.map { 1 / (1 + Foundation.exp(-Double($0))) }   // logit-normal, as train-base
+            let weightGrads = FluxWeights<Float>.zeros(config: cfg)
+            let optimizer = AdamW<Float>(lr: 1e-4, weightDecay: 0)
+            let mse = Objectives.meanSquaredError(target: target)
+            var losses: [Double] = []
+            func step() throws {
+                weightGrads.zero()
+                let grads = FluxGradients(config: cfg, batch: B, textTokens: lt, imageTokens: li, maskSites: [], weightGradients: weightGrads)
+                losses.append(try model.valueAndGradient(hidden: x.p, sigma: sigmas, cond: cond, grads: grads) { v in
+                    let (l, d) = try mse(v)
+                    return (l, d)
+                })
+                optimizer.update(model.weights.allBuffers, weightGrads.allBuffers)
+            }
+            try step()
+            let (median, fastest, count) = try timed(repeats: repeats, step)
+            guard losses.allSatisfy(\.isFinite), losses.last! < losses.first! else {
+                throw CLIError("train-step: the loss did not fall over the timed steps (\(losses))")
+            }
+            // Counted as the PyTorch reference counts it: a training step is 3 forwards' worth of FLOPs per sample.
+            let flops = 3 * cfg.forwardFLOPs(textTokens: lt, imageTokens: li, batch: B)
+            printJSON([
+                "impl": "mce (Swift, \(blasName))", "bench": "train-step", "config": config.rawValue, "batch": B,
+                "text_tokens": lt, "image_tokens": li, "median_s": median, "min_s": fastest,
+                "samples_per_s": Double(B) / median, "gflops": flops / median / 1e9,
+                "peak_rss_mib": peakResidentMiB(), "threads": Parallel.workerCount, "repeats": count,
+                "blas_core": KernelSelection.coreName, "loss_first": losses.first!, "loss_last": losses.last!,
+            ])
+        }
+    }
+}
+
+#if canImport(Accelerate)
+let blasName = "Accelerate"
+#else
+let blasName = "OpenBLAS"
+#endif
+
+func printJSON(_ dict: [String: Any]) {
+    let data = try! JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys])
+    print(String(decoding: data, as: UTF8.self))
+}
