@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces the README's performance tables: each benchmark runs for mce and for the PyTorch reference
+# Reproduces the performance tables of docs/performance.md: each benchmark runs for mce and for the PyTorch reference
 # (diffusers FluxTransformer2DModel + torch CPU) alternately, ROUNDS times, in one session on one machine.
 # Output: out/bench/bench.jsonl (one JSON line per run) and a markdown table of medians on stdout.
 set -euo pipefail

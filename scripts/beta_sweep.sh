@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The README's β sweep: erases one concept from the committed base model at several preservation weights β
+# The β sweep (docs/results.md): erases one concept from the committed base model at several preservation weights β
 # (everything else at the defaults), then measures all runs in one `mce evaluate` report.
 #   scripts/beta_sweep.sh [CONCEPT] [β …]        e.g. scripts/beta_sweep.sh "ankle boot" 0.1 1 10 100
 # Outputs: out/beta-sweep/beta-<β>/ (masks, baked model), out/beta-sweep/evaluate/ (report.html,
 # report.json, beta-sweep.svg), copied to docs/beta-sweep.svg. Extra `mce erase` arguments can be passed
 # in MCE_ERASE_ARGS, extra `mce evaluate` arguments in MCE_EVAL_ARGS; MCE_SWEEP_OUT and MCE_SWEEP_PLOT
-# change the output folder and the plot's copy (the README's two sweeps use different ones).
+# change the output folder and the plot's copy (the sweeps in docs/results.md use different ones).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 concept=${1:-ankle boot}

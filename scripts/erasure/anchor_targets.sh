@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session 14 (README, roadmap issue 5): what sets the erasure's neutral cost. For one concept:
+# The anchor-target tables (docs/results.md): what sets the erasure's neutral cost. For one concept:
 #   1. `--unit-cost K` for K = 0.3, 1, 3, 10 (deconcept target, β 1, seed 0);
 #   2. anchor targets: `--target sneaker` (seed 0), `--target nearest` (seed 1), `--target nearest --beta 0.3`
 #      (seeds 0, 1, 2) and `--target nearest --text-ablation mean` (seed 0);
@@ -21,7 +21,7 @@ settings+=("anchor-sneaker-seed0|--target sneaker --beta 1 --seed 0")
 settings+=("nearest-seed1|--target nearest --beta 1 --seed 1")
 for s in 0 1 2; do settings+=("nearest-beta0.3-seed$s|--target nearest --beta 0.3 --seed $s"); done
 settings+=("nearest-mean-seed0|--target nearest --beta 1 --text-ablation mean --seed 0")
-ERASE_DEFAULTS=$BEFORE_SESSION17
+ERASE_DEFAULTS=$PIN_GAMMA1_LAMBDA0_NO_RETRY
 erase_settings "$concept" "$out" "--eval-prompts 0" "${settings[@]}"
 .build/release/mce evaluate --masks "${runs[0]}" --compare "${runs[@]:1}" --per-class 16 --out "$out/evaluate-16" >&2
 .build/release/mce evaluate --masks "$out/nearest-beta0.3-seed0" --compare "$out/nearest-beta0.3-seed1" \

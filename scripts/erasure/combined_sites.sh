@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Session 12's erasure settings for one concept: masks on the authors' transformer sites and on the text
+# The combined-sites settings for one concept (measured at e39e3e7): masks on the authors' transformer sites and on the text
 # encoder together, the balance of their terms, the learning-rate schedule, and the spread between seeds.
 # Each setting is one `mce erase --concept CONCEPT ARGS --eval-per-class 16` run, measured by its own
 # evaluation (the pinned protocol with 16 neutral prompts per class; the evaluation's prompts and seeds follow
 # --seed, so each seed is compared with the original on its own prompts). The table (out/.../summary.md) is
-# the one in the README, roadmap issue 5. About 9 minutes per run on 2 cores.
+# the combined-sites table in docs/results.md. About 9 minutes per run on 2 cores.
 #   scripts/erasure/combined_sites.sh [CONCEPT]      (default "ankle boot"; outputs under out/combined-sites/)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,7 +24,7 @@ settings=(
     "both-keep1-beta3|$both --text-preserve 1 --beta 3"
     "both-keep1-cosine|$both --text-preserve 1 --lr-schedule cosine"
 )
-# Measured with the defaults before session 14 (deconcept target, β 1).
-ERASE_DEFAULTS="--target deconcept --beta 1 --binarise threshold:0 $BEFORE_SESSION18"
+# Measured with the defaults before 3cb0704 (deconcept target, β 1).
+ERASE_DEFAULTS="--target deconcept --beta 1 --binarise threshold:0 $PIN_NO_RETRY"
 erase_settings "$concept" "$out" "--eval-per-class 16" "${settings[@]}"
 python3 scripts/evaluation/survey_table.py --by-run "${runs[@]}" | tee "$out/summary.md"

@@ -10,10 +10,12 @@ erase_output() {
 }
 
 # Options whose defaults changed, for scripts whose tables were measured before (they pin them in
-# ERASE_DEFAULTS): session 18 added the retry of a run whose training check finds broken prompts (--retries 1);
-# session 17 changed, with text-encoder sites, γ 1 → 3 and the binarisation λ > 0 → λ > 0.5.
-BEFORE_SESSION18="--retries 0"
-BEFORE_SESSION17="--text-preserve 1 --binarise threshold:0 $BEFORE_SESSION18"
+# ERASE_DEFAULTS): 8379ad3 added the retry of a run whose training check finds broken prompts (--retries 1);
+# 5f04ebf changed, with text-encoder sites, γ 1 → 3 and the binarisation λ > 0 → λ > 0.5.
+#   PIN_NO_RETRY                  no retry (tables measured before 8379ad3)
+#   PIN_GAMMA1_LAMBDA0_NO_RETRY   γ 1, λ > 0 and no retry (tables measured before 5f04ebf)
+PIN_NO_RETRY="--retries 0"
+PIN_GAMMA1_LAMBDA0_NO_RETRY="--text-preserve 1 --binarise threshold:0 $PIN_NO_RETRY"
 
 #   erase_settings CONCEPT OUT "EXTRA ARGS" "name|args" …   → runs=(OUT/name …), in the settings' order
 # Each setting runs `.build/release/mce erase --concept CONCEPT $ERASE_DEFAULTS ARGS EXTRA --out OUT/name`

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Session 16 (README, roadmap issue 5): where the defaults' neutral cost comes from, and whether averaging the
+# The stability-selection table (docs/results.md): where the defaults' neutral cost comes from, and whether averaging the
 # logits of runs with other seeds (stability selection: `mce erase --restarts`, `mce masks average`) removes it.
-# For one concept, `--target nearest --beta 0.3` (the defaults since session 14, given explicitly):
+# For one concept, `--target nearest --beta 0.3` (the defaults since 3cb0704, given explicitly):
 #   1. single runs with seeds 0–5 and one `--restarts 3 --seed 6` run (seeds 6, 7, 8);
 #   2. `mce masks average` of seeds 0–2 and of seeds 3–5, binarised at λ > 0 and λ > 0.5, and the restarts
 #      run binarised again at λ > 0.5;
@@ -19,7 +19,7 @@ erase_output stability-selection "$@"
 settings=()
 for s in 0 1 2 3 4 5; do settings+=("seed$s|--target nearest --beta 0.3 --seed $s"); done
 settings+=("restarts3-seed6|--target nearest --beta 0.3 --seed 6 --restarts 3")
-ERASE_DEFAULTS=$BEFORE_SESSION17
+ERASE_DEFAULTS=$PIN_GAMMA1_LAMBDA0_NO_RETRY
 erase_settings "$concept" "$out" "--eval-prompts 0" "${settings[@]}"
 mce=.build/release/mce
 for t in 0 0.5; do

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Session 17 (README, roadmap issue 5): a stronger text-preservation term (`--text-preserve 3` instead of γ 1,
+# The γ 3 / λ > 0.5 table (docs/results.md): a stronger text-preservation term (`--text-preserve 3` instead of γ 1,
 # the default then) with the anchor target, over six seeds, against the defaults' six seeds (stability_selection.sh).
-# For one concept, `--target nearest --beta 0.3` (the defaults since session 14, given explicitly) and the
+# For one concept, `--target nearest --beta 0.3` (the defaults since 3cb0704, given explicitly) and the
 # binarisation of the time (λ > 0):
 #   1. `--text-preserve 3` with seeds 0–5, and `--adam-eps 1e-5` at γ 1 with seeds 1 and 2 (text-change probe only);
-#   2. every γ 3 run binarised again at λ > 0.5 (`mce masks average` of one file; the defaults since session 17);
+#   2. every γ 3 run binarised again at λ > 0.5 (`mce masks average` of one file; the defaults since 5f04ebf);
 #   3. one `mce evaluate --per-class 48` of the γ 3 runs (912 neutral prompts; every model sees the same
 #      prompts and seeds) and the text-change probe of every erased text encoder.
 # About 4.5 minutes per erase run alone on 2 cores and 6 minutes per evaluated model: about 1.8 hours.
@@ -16,8 +16,8 @@ cd "$(dirname "$0")/../.."
 source scripts/erasure/erase_settings.sh
 erase_output text-preserve "$@"
 settings=()
-for s in 0 1 2 3 4 5; do settings+=("gamma3-seed$s|--target nearest --beta 0.3 --text-preserve 3 --binarise threshold:0 $BEFORE_SESSION18 --seed $s"); done
-for s in 1 2; do settings+=("eps1e-5-seed$s|--target nearest --beta 0.3 $BEFORE_SESSION17 --adam-eps 1e-5 --seed $s"); done
+for s in 0 1 2 3 4 5; do settings+=("gamma3-seed$s|--target nearest --beta 0.3 --text-preserve 3 --binarise threshold:0 $PIN_NO_RETRY --seed $s"); done
+for s in 1 2; do settings+=("eps1e-5-seed$s|--target nearest --beta 0.3 $PIN_GAMMA1_LAMBDA0_NO_RETRY --adam-eps 1e-5 --seed $s"); done
 erase_settings "$concept" "$out" "--eval-prompts 0" "${settings[@]}"
 mce=.build/release/mce
 for s in 0 1 2 3 4 5; do

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Session 18 (README, roadmap issue 5): the training check of `mce erase` on the six seeds of session 17's table
-# (the defaults since session 17, `--retries 0` so that every seed keeps its own run), printing each run's
+# The training-check table (docs/results.md): the training check of `mce erase` on the six seeds of the
+# γ 3 / λ > 0.5 table (the defaults since 5f04ebf, `--retries 0` so that every seed keeps its own run), printing each run's
 # check: the binarised mask's objective and the training prompts it breaks. With the default `--retries 1`,
 # a run that breaks prompts is followed by the next seed's run, which these runs also hold. The rows'
-# evaluations are session 17's (scripts/erasure/text_preserve_gamma.sh: the same masks).
+# evaluations are those of scripts/erasure/text_preserve_gamma.sh (the same masks).
 # About 4.5 minutes per run alone on 2 cores: about 30 minutes.
 #   scripts/erasure/training_check.sh [CONCEPT]      (default "ankle boot")
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The robustness comparison table (README, issue 7) from `mce evaluate --attacks` reports.
+"""The robustness comparison table (docs/attacks.md) from `mce evaluate --attacks` reports.
 
     scripts/evaluation/comparison_table.py out/compare-ankle-boot/evaluation/report.json [more reports…]
 
