@@ -51,7 +51,8 @@ extension CLITests {
         // A mask file that closes every third unit of the first double block's feed-forward and of two text-encoder layers.
         let site = try XCTUnwrap(MaskSite(name: "transformer_blocks.0.ff"))
         func thirds(_ n: Int) -> [Float] { (0..<n).map { $0 % 3 == 0 ? 0 : 1 } }
-        let file = MaskFile(masks: [site: thirds(site.width(base.config))], textMasks: [0: thirds(1536), 4: thirds(1536)],
+        let file = MaskFile(masks: [.transformer(site): thirds(site.width(base.config)), .textEncoder(layer: 0): thirds(1536),
+                                    .textEncoder(layer: 4): thirds(1536)],
                             metadata: [MaskFile.Key.concept: "cat"])
         let masks = dir.appendingPathComponent("m.safetensors").path
         try file.write(to: masks)

@@ -31,7 +31,7 @@ final class BakingTests: XCTestCase {
                 masks[site] = (0..<site.width(c)).map { _ in rng.uniform() < p ? 0 : 1 }
             }
         }
-        return MaskFile(masks: masks, metadata: ["concept": "random-\(seed)"])
+        return MaskFile(masks: masks.sites, metadata: ["concept": "random-\(seed)"])
     }
 
     /// Forward on `<model>.io.safetensors` and a 4-step sample on `<model>.sample.safetensors`.
@@ -51,7 +51,7 @@ final class BakingTests: XCTestCase {
     /// The stored tensors a mask set must modify, written out independently of Baker for both layouts.
     static func expectedModified(_ f: MaskFile, bfl: Bool, prefix: String = "") -> Set<String> {
         var names = Set<String>()
-        for (site, m) in f.masks where m.contains(0) {
+        for (site, m) in f.transformerMasks where m.contains(0) {
             let i = site.block
             let d = "transformer_blocks.\(i)", db = "double_blocks.\(i)", s = "single_transformer_blocks.\(i)", sb = "single_blocks.\(i)"
             let stored: [String]
@@ -122,7 +122,7 @@ final class BakingTests: XCTestCase {
         for (k, (model, path)) in Self.cases.enumerated() {
             let cfg = try Self.config(model)
             let masks = Self.randomMasks(cfg, seed: 7 + UInt64(model == "tiny" ? 1 : 0))
-            let counts = masks.maskedCounts
+            let counts = masks.transformerMaskedCounts
             let fraction = Double(counts.reduce(0) { $0 + $1.masked }) / Double(counts.reduce(0) { $0 + $1.total })
             XCTAssertEqual(fraction, 0.3, accuracy: 0.05)
             XCTAssertEqual(Set(counts.map(\.site.kind)).count, MaskSite.Kind.allCases.count, "all site kinds")
@@ -166,7 +166,7 @@ final class BakingTests: XCTestCase {
     func testBakedDevMatchesDiffusersWithHookedMasks() throws {
         let cfg = try Self.config("dev")
         let masks = try MaskFile.read(Fixtures.golden("dev-mask.safetensors"), config: cfg)
-        XCTAssertEqual(Set(masks.masks.keys.map(\.kind)).count, MaskSite.Kind.allCases.count)
+        XCTAssertEqual(Set(masks.transformerMasks.keys.map(\.kind)).count, MaskSite.Kind.allCases.count)
         let ref = try SafeTensorsFile(path: Fixtures.golden("dev-masked-out.safetensors")).doubles("output_float64_reference")
         let dir = try BakeFixtures.tempDir(self)
         var dests = [dir + "/dev-baked"]
@@ -224,11 +224,11 @@ final class BakingTests: XCTestCase {
         let cfg = try Self.config("dev")
         let src = Fixtures.golden("dev")
         let ff = MaskSite(.ff, block: 1)
-        var m = errorText { try Baker.bake(model: src, masks: MaskFile(masks: [ff: [Float](repeating: 0.5, count: 192)]), to: dir + "/a") }
+        var m = errorText { try Baker.bake(model: src, masks: MaskFile(masks: [ff: [Float](repeating: 0.5, count: 192)].sites), to: dir + "/a") }
         XCTAssertTrue(m.contains("'transformer_blocks.1.ff' must hold only 0 or 1") && m.contains(src), m)
-        m = errorText { try Baker.bake(model: src, masks: MaskFile(masks: [MaskSite(.norm1, block: 4): [0]]), to: dir + "/a") }
+        m = errorText { try Baker.bake(model: src, masks: MaskFile(masks: [MaskSite(.norm1, block: 4): [0]].sites), to: dir + "/a") }
         XCTAssertTrue(m.contains("'transformer_blocks.4.norm1' does not exist in the model: it has 2 double-stream blocks"), m)
-        m = errorText { try Baker.bake(model: src, masks: MaskFile(masks: [ff: [0, 1]]), to: dir + "/a") }
+        m = errorText { try Baker.bake(model: src, masks: MaskFile(masks: [ff: [0, 1]].sites), to: dir + "/a") }
         XCTAssertTrue(m.contains("mask 'transformer_blocks.1.ff' has 2 values but the model's site has 192"), m)
         m = errorText { try Baker.bake(model: dir + "/missing", masks: MaskFile(masks: [:]), to: dir + "/a") }
         XCTAssertTrue(m.contains("\(dir)/missing"), m)
@@ -245,11 +245,11 @@ final class BakingTests: XCTestCase {
             }
         }
         try w.write(to: dir + "/fp8.safetensors")
-        let maskFF = MaskFile(masks: [ff: (0..<192).map { $0 % 3 == 0 ? 0 : 1 }])
+        let maskFF = MaskFile(masks: [ff: (0..<192).map { $0 % 3 == 0 ? 0 : 1 }].sites)
         m = errorText { try Baker.bake(model: dir + "/fp8.safetensors", masks: maskFF, to: dir + "/fp8-baked.safetensors") }
         XCTAssertTrue(m.contains("tensor '\(fp8)' is F8_E4M3") && m.contains("F32, F16, BF16 and F64"), m)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/fp8-baked.safetensors"))
-        let maskOther = MaskFile(masks: [MaskSite(.ff, block: 0): (0..<192).map { $0 % 3 == 0 ? 0 : 1 }])
+        let maskOther = MaskFile(masks: [MaskSite(.ff, block: 0): (0..<192).map { $0 % 3 == 0 ? 0 : 1 }].sites)
         try Baker.bake(model: dir + "/fp8.safetensors", masks: maskOther, to: dir + "/fp8-baked.safetensors")
         XCTAssertEqual(try SafeTensorsFile(path: dir + "/fp8-baked.safetensors").info(fp8).dtype, .F8_E4M3)
         XCTAssertEqual(Set(try FileManager.default.contentsOfDirectory(atPath: dir)), ["fp8.safetensors", "fp8-baked.safetensors"])

@@ -48,17 +48,17 @@ final class EraserTests: XCTestCase {
 
     func testBinarisation() throws {
         let s0 = MaskSite(.ff, block: 0), s1 = MaskSite(.ffContext, block: 0)
-        let logits: [MaskSite: [Float]] = [s0: [2, -1, 0.5, -3], s1: [0, 4, -0.1, 1]]
-        XCTAssertEqual(try Binarisation.parse("threshold").apply(logits)[s0], [1, 0, 1, 0])
-        XCTAssertEqual(try Binarisation.parse("threshold:0").apply(logits)[s1], [0, 1, 0, 1])
-        XCTAssertEqual(try Binarisation.parse("top-site:0.5").apply(logits)[s0], [1, 0, 1, 0])
+        let logits: [Site: [Float]] = [.transformer(s0): [2, -1, 0.5, -3], .transformer(s1): [0, 4, -0.1, 1]]
+        XCTAssertEqual(try Binarisation.parse("threshold").apply(logits)[.transformer(s0)], [1, 0, 1, 0])
+        XCTAssertEqual(try Binarisation.parse("threshold:0").apply(logits)[.transformer(s1)], [0, 1, 0, 1])
+        XCTAssertEqual(try Binarisation.parse("top-site:0.5").apply(logits)[.transformer(s0)], [1, 0, 1, 0])
         let g = try Binarisation.parse("top-global:0.25").apply(logits)
-        XCTAssertEqual(g[s0], [1, 0, 0, 0]); XCTAssertEqual(g[s1], [0, 1, 0, 0])
+        XCTAssertEqual(g[.transformer(s0)], [1, 0, 0, 0]); XCTAssertEqual(g[.transformer(s1)], [0, 1, 0, 0])
         XCTAssertThrowsError(try Binarisation.parse("top-site:0")) { XCTAssertTrue("\($0)".contains("--binarise")) }
         XCTAssertThrowsError(try Binarisation.parse("median"))
         // Defaults: the authors' λ > 0 on transformer sites alone, λ > 0.5 once the text encoder's units are masked.
         XCTAssertEqual(ErasureOptions.defaultBinarisation(textEncoderSites: false), try Binarisation.parse("threshold:0"))
-        XCTAssertEqual(ErasureOptions.defaultBinarisation(textEncoderSites: true).apply(logits)[s0], [1, 0, 0, 0])
+        XCTAssertEqual(ErasureOptions.defaultBinarisation(textEncoderSites: true).apply(logits)[.transformer(s0)], [1, 0, 0, 0])
     }
 
     // MARK: SSIM against torchmetrics
@@ -194,10 +194,11 @@ final class EraserTests: XCTestCase {
 
     func testSiteSelection() throws {
         let cfg = BaseModelSpec.config(width: 64, doubleBlocks: 2, singleBlocks: 1)
-        XCTAssertEqual(try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: cfg, textEncoderLayers: 6),
+        XCTAssertEqual(try ErasureOptions.expandSites(["ff,ff_context,norm1_context"], config: cfg, textEncoderLayers: 6).map(\.description),
                        ["transformer_blocks.0.ff", "transformer_blocks.1.ff", "transformer_blocks.0.ff_context",
                         "transformer_blocks.1.ff_context", "transformer_blocks.0.norm1_context", "transformer_blocks.1.norm1_context"])
-        XCTAssertEqual(try ErasureOptions.expandSites(["single_transformer_blocks.0.proj_mlp"], config: cfg, textEncoderLayers: 6), ["single_transformer_blocks.0.proj_mlp"])
+        XCTAssertEqual(try ErasureOptions.expandSites(["single_transformer_blocks.0.proj_mlp"], config: cfg, textEncoderLayers: 6),
+                       [.transformer(MaskSite(.projMLP, block: 0))])
         XCTAssertThrowsError(try ErasureOptions.expandSites(["ffn"], config: cfg, textEncoderLayers: 6)) { XCTAssertTrue("\($0)".contains("unknown site 'ffn'")) }
         XCTAssertThrowsError(try ErasureOptions.expandSites(["transformer_blocks.5.ff"], config: cfg, textEncoderLayers: 6)) {
             XCTAssertTrue("\($0)".contains("does not exist"), "\($0)")
@@ -205,12 +206,17 @@ final class EraserTests: XCTestCase {
         // Text-encoder sites: the kind expands to every MiniLM layer; names are checked against the layer count.
         var o = ErasureOptions()
         o.sites = try ErasureOptions.expandSites(["ff_context,text_ff"], config: cfg, textEncoderLayers: 3)
-        XCTAssertEqual(o.sites, ["transformer_blocks.0.ff_context", "transformer_blocks.1.ff_context", "text_encoder.encoder.layer.0.intermediate",
+        XCTAssertEqual(o.sites.map(\.description), ["transformer_blocks.0.ff_context", "transformer_blocks.1.ff_context", "text_encoder.encoder.layer.0.intermediate",
                                  "text_encoder.encoder.layer.1.intermediate", "text_encoder.encoder.layer.2.intermediate"])
         XCTAssertEqual(o.textEncoderLayers, [0, 1, 2])
         XCTAssertEqual(try o.maskSites(config: cfg), [MaskSite(.ffContext, block: 0), MaskSite(.ffContext, block: 1)])
         XCTAssertEqual(try ErasureOptions.expandSites(["text_encoder.encoder.layer.5.intermediate"], config: cfg, textEncoderLayers: 6),
-                       ["text_encoder.encoder.layer.5.intermediate"])
+                       [.textEncoder(layer: 5)])
+        // One key space: every name parses to one Site and back, and a state file's options decode to the same sites.
+        for site in o.sites { XCTAssertEqual(Site(name: site.description), site) }
+        XCTAssertNil(Site(name: "transformer_blocks.0.ffn"))
+        let back = try JSONDecoder().decode(ErasureOptions.self, from: JSONEncoder().encode(o))
+        XCTAssertEqual(back.sites, o.sites)
         XCTAssertThrowsError(try ErasureOptions.expandSites(["text_encoder.encoder.layer.6.intermediate"], config: cfg, textEncoderLayers: 6)) {
             XCTAssertTrue("\($0)".contains("the text encoder has 6 layers"), "\($0)")
         }
@@ -250,7 +256,7 @@ final class EraserTests: XCTestCase {
         for _ in 0..<2 { lb.append(try c.step().loss) }
         XCTAssertEqual(la, lb, "same seed, same losses, also across a saved state")
         XCTAssertEqual(a.logitArrays, c.logitArrays)
-        XCTAssertNotEqual(a.logitArrays[MaskSite(.ff, block: 0)]!, Array(repeating: 3, count: 256), "logits moved")
+        XCTAssertNotEqual(a.logitArrays[.transformer(MaskSite(.ff, block: 0))]!, Array(repeating: 3, count: 256), "logits moved")
         // A state written with other options is refused.
         let other = try eraser(model, relaxation: .sigmoid)
         XCTAssertThrowsError(try other.loadState(from: path)) { XCTAssertTrue("\($0)".contains("different options"), "\($0)") }
@@ -360,7 +366,7 @@ final class EraserTests: XCTestCase {
     func testObjectiveGradientMatchesFiniteDifferences() throws {
         let model = tinyModel()
         let e = try eraser(model, relaxation: .sigmoid, guidance: 2)
-        let site = MaskSite(.ffContext, block: 0)
+        let site = Site.transformer(MaskSite(.ffContext, block: 0))
         let (l0, g) = try e.probe(iteration: 0)
         XCTAssertTrue(l0 > 0)
         let h: Float = 1e-2
@@ -414,8 +420,9 @@ final class ErasureMethodTests: XCTestCase {
         }
         // With the text-preservation term (γ 0.3 on 4 neutral captions' encoder outputs) in the objective too.
         let e = try make("ff_context,text_encoder.encoder.layer.1.intermediate,text_encoder.encoder.layer.4.intermediate", textPreserve: 0.3)
-        XCTAssertEqual(e.sites, [MaskSite(.ffContext, block: 0)])
+        XCTAssertEqual(e.transformerSites, [MaskSite(.ffContext, block: 0)])
         XCTAssertEqual(e.textLayers, [1, 4])
+        XCTAssertEqual(e.sites, [.transformer(MaskSite(.ffContext, block: 0)), .textEncoder(layer: 1), .textEncoder(layer: 4)])
         XCTAssertEqual(e.textAnchors.count, 4)
         let plain = try make("ff_context,text_encoder.encoder.layer.1.intermediate,text_encoder.encoder.layer.4.intermediate")
         XCTAssertGreaterThan(try e.probe(iteration: 1, parameter: 0, element: 0, delta: 0).loss,
@@ -468,8 +475,8 @@ final class ErasureMethodTests: XCTestCase {
         lb.append(b.history[0].loss)
         for _ in 0..<2 { lb.append(try c.step().loss) }
         XCTAssertEqual(la, lb)
-        XCTAssertEqual(a.textLogitArrays, c.textLogitArrays)
-        XCTAssertNotEqual(a.textLogitArrays[0]!, Array(repeating: 0, count: 1536), "text logits moved")
+        XCTAssertEqual(a.logitArrays, c.logitArrays)
+        XCTAssertNotEqual(a.logitArrays[.textEncoder(layer: 0)]!, Array(repeating: 0, count: 1536), "text logits moved")
 
         XCTAssertThrowsError(try make("ff,text_ff", method: .finetune)) { XCTAssertTrue("\($0)".contains("mask method only"), "\($0)") }
     }
@@ -531,7 +538,7 @@ final class ErasureMethodTests: XCTestCase {
         XCTAssertEqual(run.reduce(0, +), ref.reduce(0, +), accuracy: 0.05 * ref.reduce(0, +))
 
         // The objective: the plain one plus κ·Σ w_j(1 − m_j) over this step's draws.
-        let (masks, _) = e.sampledTextMasks(at: 1, logits: e.textLogits)
+        let masks = e.sampledMasks(at: 1, logits: e.logits).masks.textLayers
         var price = 0.0
         for l in layers { for j in 0..<F { price += kappa * Double(w[l]![j]) * Double(1 - masks[l]![j]) } }
         let (withCost, g) = try e.probe(iteration: 1, parameter: 0, element: 0, delta: 0)
@@ -606,7 +613,7 @@ final class ErasureMethodTests: XCTestCase {
             for _ in 0..<2 { lb.append(try c.step().loss) }
             XCTAssertEqual(la, lb, "\(method): same seed, same losses, also across a saved state")
             XCTAssertEqual(a.trainable.map(\.buffer.array), c.trainable.map(\.buffer.array))
-            XCTAssertNotEqual(a.trainable[0].buffer.array, try TrainableLayers.select(model.weights, method: method, sites: a.sites)[0].buffer.array,
+            XCTAssertNotEqual(a.trainable[0].buffer.array, try TrainableLayers.select(model.weights, method: method, sites: a.transformerSites)[0].buffer.array,
                               "\(method): the weights moved")
         }
         XCTAssertEqual(model.weights.allBuffers.map(\.array), before, "the original model is never modified")
@@ -629,8 +636,9 @@ final class ErasureMethodTests: XCTestCase {
         let targets = try gen.latents(prompts: items.map(\.targetPrompt), seeds: items.map(\.seed))
         func mse(_ a: [Float], _ b: [Float]) -> Double { zip(a, b).reduce(0) { $0 + Double($1.0 - $1.1) * Double($1.0 - $1.1) } / Double(a.count) }
 
-        let ones = Dictionary(uniqueKeysWithValues: e.sites.map { ($0, [Float](repeating: 1, count: $0.width(cfg))) })
-        let none = try e.check(masks: ones, textMasks: [2: [Float](repeating: 1, count: encoder.miniLM.intermediateSize)])
+        let F = encoder.miniLM.intermediateSize
+        let ones = Dictionary(uniqueKeysWithValues: e.sites.map { ($0, [Float](repeating: 1, count: $0.width(cfg, textUnits: F))) })
+        let none = try e.check(masks: ones)
         XCTAssertEqual(none.items.map(\.prompt), items.map(\.prompt))
         XCTAssertFalse(none.items.contains { !$0.isConcept && $0.broken }, "unmasked, no neutral prompt moves")
         let originals = try gen.latents(prompts: items.map(\.prompt), seeds: items.map(\.seed))
@@ -642,15 +650,15 @@ final class ErasureMethodTests: XCTestCase {
         XCTAssertGreaterThan(none.erase, 1e-6, "concept prompts start away from their targets")
 
         var rng = SplitMix64(seed: 5)
-        let masks = Dictionary(uniqueKeysWithValues: e.sites.map { s in (s, (0..<s.width(cfg)).map { _ in Float(rng.uniform() < 0.4 ? 0 : 1) }) })
+        let transformerMasks = Dictionary(uniqueKeysWithValues: e.transformerSites.map { s in (s, (0..<s.width(cfg)).map { _ in Float(rng.uniform() < 0.4 ? 0 : 1) }) })
         let text = [2: (0..<encoder.miniLM.intermediateSize).map { _ in Float(rng.uniform() < 0.4 ? 0 : 1) }]
-        let c = try e.check(masks: masks, textMasks: text)
+        let masks = transformerMasks.sites.merging(text.textSites) { a, _ in a }
+        let c = try e.check(masks: masks)
         let erasedText = try MiniLM(directory: encoder.miniLM.directory)
         try erasedText.setFeedForwardMasks(text, fill: [:])
-        let pe = PromptEncoder(miniLM: erasedText)
-        pe.paddedLength = encoder.paddedLength
+        let pe = PromptEncoder(miniLM: erasedText, paddedLength: encoder.paddedLength)
         var set = MaskSet<Float>()
-        for (s, m) in masks { set[s] = Buffer(m) }
+        for (s, m) in transformerMasks { set[s] = Buffer(m) }
         let masked = try Generator(model: model, encoder: pe, steps: 3, guidanceScale: 2).latents(prompts: items.map(\.prompt), seeds: items.map(\.seed), masks: set)
         let expected = zip(masked, targets).map { mse($0, $1) }
         for (item, x) in zip(c.items, expected) { XCTAssertEqual(item.loss, x, accuracy: 1e-5 * x, item.prompt) }
@@ -664,9 +672,9 @@ final class ErasureMethodTests: XCTestCase {
             XCTAssertEqual(item.broken, item.loss > c.brokenAbove && item.loss > item.before, item.prompt)
         }
         // --broken-factor 0: every neutral prompt the masks move is broken.
-        let strict = try e.check(masks: masks, textMasks: text, brokenFactor: 0)
+        let strict = try e.check(masks: masks, brokenFactor: 0)
         XCTAssertEqual(strict.items.filter { !$0.isConcept }.map(\.broken), [true, true])
-        XCTAssertThrowsError(try e.check(masks: masks, textMasks: text, brokenFactor: -1)) { XCTAssertTrue("\($0)".contains("--broken-factor")) }
+        XCTAssertThrowsError(try e.check(masks: masks, brokenFactor: -1)) { XCTAssertTrue("\($0)".contains("--broken-factor")) }
     }
 
     /// Folding binary masks into weights in memory gives the masked model's output (as the file baker does).

@@ -40,7 +40,7 @@ final class MaskFileTests: XCTestCase {
             masks[site] = logits[site]!.map { $0 > 0 ? 1 : 0 }
         }
         masks[sNorm] = [Float](repeating: 1, count: sNorm.width(c))   // a mask without logits
-        return MaskFile(logits: logits, masks: masks, metadata: ["concept": "cat", "note": "ünïcode ✓"])
+        return MaskFile(logits: logits.sites, masks: masks.sites, metadata: ["concept": "cat", "note": "ünïcode ✓"])
     }
 
     func testRoundTrip() throws {
@@ -62,72 +62,74 @@ final class MaskFileTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), ["m.safetensors"])
         // The engine buffers hold the same values.
         let set = g.maskSet()
-        XCTAssertEqual(set[ffc]?.array, f.masks[ffc])
+        XCTAssertEqual(set[ffc]?.array, f.masks[.transformer(ffc)])
         XCTAssertEqual(set.values.count, 4)
     }
 
     func testMaskedCountsAreSortedByKindThenBlock() throws {
         var f = try sample()
-        f.masks[MaskSite(.ff, block: 1)] = [Float](repeating: 0, count: 192)
-        let c = f.maskedCounts
+        f.masks[.transformer(MaskSite(.ff, block: 1))] = [Float](repeating: 0, count: 192)
+        let c = f.transformerMaskedCounts
+        XCTAssertEqual(f.allMaskedCounts.map(\.site), c.map(\.site.description))
         XCTAssertEqual(c.map(\.site), [ff, MaskSite(.ff, block: 1), ffc, sNorm, sAttn])
         XCTAssertEqual(c[1].masked, 192)
         XCTAssertEqual(c[3].masked, 0)
         XCTAssertEqual(c.map(\.total), [192, 192, 192, 144, 3])
-        XCTAssertEqual(c[0].masked, f.masks[ff]!.filter { $0 == 0 }.count)
+        XCTAssertEqual(c[0].masked, f.masks[.transformer(ff)]!.filter { $0 == 0 }.count)
     }
 
     func testMergeKeepsOnlyUnitsEveryFileKeeps() throws {
-        let a = MaskFile(logits: [ff: [1, -1, 2, -2]], masks: [ff: [1, 0, 1, 0], sAttn: [1, 0, 1]],
+        let a = MaskFile(logits: [ff: [1, -1, 2, -2]].sites, masks: [ff: [1, 0, 1, 0], sAttn: [1, 0, 1]].sites,
                          metadata: ["concept": "cat", MaskFile.Key.modelHash: "abc"])
-        let b = MaskFile(masks: [ff: [1, 1, 0, 0], ffc: [0, 1]], metadata: ["concept": "dog", MaskFile.Key.modelHash: "abc"])
+        let b = MaskFile(masks: [ff: [1, 1, 0, 0], ffc: [0, 1]].sites, metadata: ["concept": "dog", MaskFile.Key.modelHash: "abc"])
         let m = try MaskFile.merge([a, b])
-        XCTAssertEqual(m.masks[ff], [1, 0, 0, 0])
-        XCTAssertEqual(m.masks[sAttn], [1, 0, 1])   // absent in b = all ones there
-        XCTAssertEqual(m.masks[ffc], [0, 1])
+        XCTAssertEqual(m.transformerMasks[ff], [1, 0, 0, 0])
+        XCTAssertEqual(m.transformerMasks[sAttn], [1, 0, 1])   // absent in b = all ones there
+        XCTAssertEqual(m.transformerMasks[ffc], [0, 1])
         XCTAssertTrue(m.logits.isEmpty)
         XCTAssertEqual(m.metadata[MaskFile.Key.mergedFrom], #"["cat","dog"]"#)
         XCTAssertEqual(m.metadata[MaskFile.Key.modelHash], "abc")
         // Merging a merged file flattens the concept list.
-        let c = MaskFile(masks: [ff: [0, 1, 1, 1]], metadata: ["concept": "car"])
+        let c = MaskFile(masks: [ff: [0, 1, 1, 1]].sites, metadata: ["concept": "car"])
         let mm = try MaskFile.merge([m, c])
-        XCTAssertEqual(mm.masks[ff], [0, 0, 0, 0])
+        XCTAssertEqual(mm.transformerMasks[ff], [0, 0, 0, 0])
         XCTAssertEqual(mm.metadata[MaskFile.Key.mergedFrom], #"["cat","dog","car"]"#)
         // Refusals.
-        XCTAssertTrue(errorText { _ = try MaskFile.merge([a, MaskFile(masks: [ff: [1, 1]])]) }.contains("'transformer_blocks.0.ff' has 4 units in an earlier file but 2 in file 2"))
+        XCTAssertTrue(errorText { _ = try MaskFile.merge([a, MaskFile(masks: [ff: [1, 1]].sites)]) }.contains("'transformer_blocks.0.ff' has 4 units in an earlier file but 2 in file 2"))
         XCTAssertTrue(errorText { _ = try MaskFile.merge([a, MaskFile(masks: [:], metadata: [MaskFile.Key.modelHash: "xyz"])]) }.contains("different models"))
         XCTAssertTrue(errorText { _ = try MaskFile.merge([]) }.contains("at least one"))
     }
 
     func testAverageBinarisesTheMeanLogits() throws {
         func run(_ l: [Float], _ t: [Float], seed: String) -> MaskFile {
-            MaskFile(logits: [ff: l], masks: [ff: l.map { $0 > 0 ? 1 : 0 }], textLogits: [0: t], textMasks: [0: t.map { $0 > 0 ? 1 : 0 }],
+            MaskFile(logits: [ff: l].sites.merging([0: t].textSites) { a, _ in a },
+                     masks: [ff: l.map { $0 > 0 ? 1 : 0 }].sites.merging([0: t.map { $0 > 0 ? 1 : 0 }].textSites) { a, _ in a },
                      metadata: ["concept": "cat", "seed": seed, MaskFile.Key.modelHash: "abc"])
         }
         // Unit 0 closed by one run only, unit 1 by all three, unit 2 by two of three but narrowly, unit 3 by none.
         let a = run([-1, -2, -0.5, 3], [2, -1], seed: "0"), b = run([2, -3, -0.5, 3], [-3, -1], seed: "1")
         let c = run([2, -1, 0.8, 3], [2, 1], seed: "2")
         let m = try MaskFile.average([a, b, c], binarisation: .threshold(0))
-        assertClose(m.logits[ff]!, [1, -2, -0.2 / 3, 3] as [Double], relTol: 1e-6, "mean logits")
-        XCTAssertEqual(m.masks[ff], [1, 0, 0, 1])
-        assertClose(m.textLogits[0]!, [1.0 / 3, -1.0 / 3] as [Double], relTol: 1e-6, "mean text logits")
+        assertClose(m.logits[.transformer(ff)]!, [1, -2, -0.2 / 3, 3] as [Double], relTol: 1e-6, "mean logits")
+        XCTAssertEqual(m.transformerMasks[ff], [1, 0, 0, 1])
+        assertClose(m.logits[.textEncoder(layer: 0)]!, [1.0 / 3, -1.0 / 3] as [Double], relTol: 1e-6, "mean text logits")
         XCTAssertEqual(m.textMasks[0], [1, 0])
         XCTAssertEqual(m.metadata["seed"], "0,1,2")
         XCTAssertEqual(m.metadata["binarisation"], "threshold:0.0")
         XCTAssertEqual(m.metadata["concept"], "cat")
         // A higher threshold removes more units.
-        XCTAssertEqual(try MaskFile.average([a, b, c], binarisation: .threshold(1.5)).masks[ff], [0, 0, 0, 1])
+        XCTAssertEqual(try MaskFile.average([a, b, c], binarisation: .threshold(1.5)).transformerMasks[ff], [0, 0, 0, 1])
         // Refusals.
-        XCTAssertTrue(errorText { _ = try MaskFile.average([a, MaskFile(masks: [ff: [1, 1, 1, 1]])], binarisation: .threshold(0)) }.contains("file 2 has no logits"))
+        XCTAssertTrue(errorText { _ = try MaskFile.average([a, MaskFile(masks: [ff: [1, 1, 1, 1]].sites)], binarisation: .threshold(0)) }.contains("file 2 has no logits"))
         XCTAssertTrue(errorText { _ = try MaskFile.average([a, run([1, 1], [1, 1], seed: "3")], binarisation: .threshold(0)) }.contains("'transformer_blocks.0.ff' has 4 units in file 1 but 2 in file 2"))
         var other = run([1, 1, 1, 1], [1, 1], seed: "3"); other.metadata[MaskFile.Key.modelHash] = "xyz"
         XCTAssertTrue(errorText { _ = try MaskFile.average([a, other], binarisation: .threshold(0)) }.contains("different models"))
         // Mean-ablation fills are averaged; a file with fills and one without are refused.
         var fa = a, fb = b
-        fa.textFill = [0: [2, 4]]; fb.textFill = [0: [0, 8]]
+        fa.fill = [0: [2, 4]].textSites; fb.fill = [0: [0, 8]].textSites
         XCTAssertEqual(try MaskFile.average([fa, fb], binarisation: .threshold(0)).textFill[0], [1, 6])
         XCTAssertTrue(errorText { _ = try MaskFile.average([fa, b], binarisation: .threshold(0)) }.contains("some files ablate text-encoder units to their mean"))
-        let noText = MaskFile(logits: [ff: [1, 1, 1, 1]], masks: [ff: [1, 1, 1, 1]])
+        let noText = MaskFile(logits: [ff: [1, 1, 1, 1]].sites, masks: [ff: [1, 1, 1, 1]].sites)
         XCTAssertTrue(errorText { _ = try MaskFile.average([a, noText], binarisation: .threshold(0)) }.contains("other sites than file 1"))
     }
 
@@ -172,7 +174,7 @@ final class MaskFileTests: XCTestCase {
         m = try readError([("single_transformer_blocks.3.attn.mask", [1, 0, 1])], config: cfg)
         XCTAssertTrue(m.contains("3 single-stream blocks"), m)
         // Writing refuses non-binary masks too.
-        m = errorText { try MaskFile(masks: [ff: [0.25]]).write(to: "/nonexistent/x.safetensors") }
+        m = errorText { try MaskFile(masks: [ff: [0.25]].sites).write(to: "/nonexistent/x.safetensors") }
         XCTAssertTrue(m.contains("only 0 or 1"), m)
         // A missing file names the path.
         m = errorText { _ = try MaskFile.read("/nonexistent/masks.safetensors") }

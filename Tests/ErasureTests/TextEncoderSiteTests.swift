@@ -17,25 +17,27 @@ final class TextEncoderSiteTests: XCTestCase {
     func testMaskFileRoundTripAndMerge() throws {
         let dir = try BakeFixtures.tempDir(self)
         let logits: [Int: [Float]] = [2: (0..<1536).map { Float($0 % 9) - 4 }]
-        let file = MaskFile(masks: [MaskSite(.ff, block: 0): [1, 0, 1]], textLogits: logits,
-                            textMasks: [2: logits[2]!.map { $0 > 0 ? 1 : 0 }], metadata: ["concept": "cat"])
+        let file = MaskFile(logits: logits.textSites,
+                            masks: [MaskSite(.ff, block: 0): [1, 0, 1]].sites.merging([2: logits[2]!.map { $0 > 0 ? 1 : 0 }].textSites) { a, _ in a },
+                            metadata: ["concept": "cat"])
         let path = dir + "/m.safetensors"
         try file.write(to: path)
         let names = try SafeTensorsFile(path: path).names
         XCTAssertTrue(names.contains("text_encoder.encoder.layer.2.intermediate.mask"), "\(names)")
         let back = try MaskFile.read(path)
         XCTAssertEqual(back.textMasks, file.textMasks)
-        XCTAssertEqual(back.textLogits, file.textLogits)
+        XCTAssertEqual(back.logits, file.logits)
         XCTAssertEqual(back.masks, file.masks)
-        XCTAssertEqual(back.textMaskedCounts.map(\.masked), [file.textMasks[2]!.filter { $0 == 0 }.count])
+        XCTAssertEqual(back.allMaskedCounts.last?.site, "text_encoder.encoder.layer.2.intermediate")
+        XCTAssertEqual(back.allMaskedCounts.last?.masked, file.textMasks[2]!.filter { $0 == 0 }.count)
 
-        let other = MaskFile(masks: [:], textMasks: [2: binary(1536, seed: 1), 5: binary(1536, seed: 3)], metadata: ["concept": "dog"])
+        let other = MaskFile(masks: [2: binary(1536, seed: 1), 5: binary(1536, seed: 3)].textSites, metadata: ["concept": "dog"])
         let merged = try MaskFile.merge([file, other])
         XCTAssertEqual(merged.textMasks[2]!, zip(file.textMasks[2]!, other.textMasks[2]!).map { $0 * $1 })
         XCTAssertEqual(merged.textMasks[5]!, other.textMasks[5]!)
 
         var bad = file
-        bad.textMasks[2]![4] = 0.5
+        bad.masks[.textEncoder(layer: 2)]![4] = 0.5
         XCTAssertTrue(errorText { try bad.write(to: dir + "/bad.safetensors") }.contains("only 0 or 1"))
     }
 
@@ -67,12 +69,12 @@ final class TextEncoderSiteTests: XCTestCase {
 
     func testBinarisationRanksTextUnitsWithTheRest() {
         let site = MaskSite(.ff, block: 0)
-        let (m, t) = Binarisation.topGlobal(0.5).apply([site: [4, 3, -1, -2]], text: [0: [2, 1, -3, 0]])
-        XCTAssertEqual(m[site]!, [1, 1, 0, 0])
-        XCTAssertEqual(t[0]!, [1, 1, 0, 0])
-        let (m2, t2) = Binarisation.threshold(0).apply([site: [4, -3]], text: [1: [-1, 2]])
-        XCTAssertEqual(m2[site]!, [1, 0])
-        XCTAssertEqual(t2[1]!, [0, 1])
+        let m = Binarisation.topGlobal(0.5).apply([.transformer(site): [4, 3, -1, -2], .textEncoder(layer: 0): [2, 1, -3, 0]])
+        XCTAssertEqual(m[.transformer(site)]!, [1, 1, 0, 0])
+        XCTAssertEqual(m[.textEncoder(layer: 0)]!, [1, 1, 0, 0])
+        let m2 = Binarisation.threshold(0).apply([.transformer(site): [4, -3], .textEncoder(layer: 1): [-1, 2]])
+        XCTAssertEqual(m2[.transformer(site)]!, [1, 0])
+        XCTAssertEqual(m2[.textEncoder(layer: 1)]!, [0, 1])
     }
 
     /// The baked copy of MiniLM (zeroed down-projection columns) encodes exactly what the masked encoder
@@ -83,7 +85,7 @@ final class TextEncoderSiteTests: XCTestCase {
         let dir = try BakeFixtures.tempDir(self), dest = dir + "/text_encoder"
         try TextEncoderBaker.bake(source: base.miniLM.directory, masks: masks, to: dest)
         let baked = try MiniLM(directory: dest)
-        let erased = try XCTUnwrap(try MaskFile(masks: [:], textMasks: masks).textEncoder(base: base))
+        let erased = try XCTUnwrap(try MaskFile(masks: masks.textSites).textEncoder(base: base))
         XCTAssertEqual(erased.paddedLength, base.paddedLength)
         for prompt in ["a red ankle boot on a blue background", "kitten"] {
             let ids = try base.miniLM.tokenIds(prompt)
@@ -113,15 +115,14 @@ final class TextEncoderSiteTests: XCTestCase {
         let means = try m.meanFeedForwardActivations(batch: captions.map { try m.tokenIds($0) })
         let fill = [1: means[1]!, 4: means[4]!]
         let dir = try BakeFixtures.tempDir(self)
-        var file = MaskFile(masks: [:], textMasks: masks, metadata: ["concept": "cat"])
-        file.textFill = fill
+        let file = MaskFile(masks: masks.textSites, fill: fill.textSites, metadata: ["concept": "cat"])
         try file.write(to: dir + "/m.safetensors")
         let back = try MaskFile.read(dir + "/m.safetensors")
         XCTAssertEqual(back.textFill, fill)
         try TextEncoderBaker.bake(source: m.directory, masks: masks, fill: fill, to: dir + "/te")
         let baked = try MiniLM(directory: dir + "/te")
         let erased = try XCTUnwrap(try back.textEncoder(base: base)).miniLM
-        let zeroed = try XCTUnwrap(try MaskFile(masks: [:], textMasks: masks).textEncoder(base: base)).miniLM
+        let zeroed = try XCTUnwrap(try MaskFile(masks: masks.textSites).textEncoder(base: base)).miniLM
         for prompt in ["a red ankle boot on a blue background", "kitten"] {
             let ids = try m.tokenIds(prompt)
             let b = try baked.encode(tokenIds: ids), e = try erased.encode(tokenIds: ids)
@@ -129,11 +130,11 @@ final class TextEncoderSiteTests: XCTestCase {
             XCTAssertGreaterThan(maxAbsDiff(e.hiddenStates, try zeroed.encode(tokenIds: ids).hiddenStates), 1e-2, "fill is not zero ablation")
         }
         // Merging: a unit closed by one file keeps that file's fill; closed by two with different fills is refused.
-        let other = MaskFile(masks: [:], textMasks: [1: binary(1536, seed: 3)], metadata: ["concept": "dog"])
+        let other = MaskFile(masks: [1: binary(1536, seed: 3)].textSites, metadata: ["concept": "dog"])
         let merged = try MaskFile.merge([back, other])
         let j = (0..<1536).first { masks[1]![$0] == 0 && other.textMasks[1]![$0] == 1 }!
         XCTAssertEqual(merged.textFill[1]![j], fill[1]![j])
-        XCTAssertTrue(errorText { _ = try MaskFile.merge([back, MaskFile(masks: [:], textMasks: masks)]) }.contains("different fill values"))
+        XCTAssertTrue(errorText { _ = try MaskFile.merge([back, MaskFile(masks: masks.textSites)]) }.contains("different fill values"))
         let same = try MaskFile.merge([back, back])
         for l in [1, 4] {
             XCTAssertEqual(same.textFill[l]!, masks[l]!.indices.map { masks[l]![$0] == 0 ? fill[l]![$0] : 0 }, "layer \(l)")

@@ -121,7 +121,7 @@ final class EvaluationTests: XCTestCase {
         let base = FluxTransformer(weights: try FluxWeightLoader(path: Self.basePath).load(as: Float.self))
         let encoder = try PromptEncoder()
         let site = try XCTUnwrap(MaskSite(name: "transformer_blocks.0.ff"))
-        let ones = MaskFile(masks: [site: [Float](repeating: 1, count: site.width(base.config))], metadata: ["beta": "1"])
+        let ones = MaskFile(masks: [.transformer(site): [Float](repeating: 1, count: site.width(base.config))], metadata: ["beta": "1"])
         var p = EvaluationProtocol()
         p.samples = 2; p.perClass = 1; p.samplingSteps = 4; p.realScenes = 30
         let runs = [ErasedModel(name: "ones", source: "test", masks: ones.maskSet(), maskFile: ones),

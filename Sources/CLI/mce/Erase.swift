@@ -118,7 +118,7 @@ struct Masks: ParsableCommand {
             try reportingErrors {
                 let merged = try MaskFile.merge(try files.map { try MaskFile.read($0) })
                 try merged.write(to: out)
-                let c = merged.maskedCounts
+                let c = merged.allMaskedCounts
                 print("\(out): \(c.map(\.masked).reduce(0, +)) of \(c.map(\.total).reduce(0, +)) units masked")
             }
         }

@@ -86,7 +86,7 @@ public enum Baker {
             }
             perFile[file.path, default: [:]][info.name] = z
         }
-        let counts = masks.maskedCounts
+        let counts = masks.transformerMaskedCounts
         let masked = counts.reduce(0) { $0 + $1.masked }, total = counts.reduce(0) { $0 + $1.total }
         var added = [markerKey: "\(masked) of \(total) units in \(counts.count) mask sites zeroed"]
         if let list = masks.metadata[MaskFile.Key.mergedFrom] {
@@ -212,8 +212,9 @@ public enum Baker {
         func zeroColumns(_ weight: String, _ cols: [Int]) throws {
             plan[try stored(weight).name, default: Zeroing()].columns.formUnion(cols)
         }
-        for site in MaskFile.sorted(masks.masks.keys) {
-            let off = masks.masks[site]!.indices.filter { masks.masks[site]![$0] == 0 }
+        let transformer = masks.transformerMasks
+        for site in MaskFile.sorted(transformer.keys) {
+            let off = transformer[site]!.indices.filter { transformer[site]![$0] == 0 }
             if off.isEmpty { continue }
             let heads = off.flatMap { h in (h * D)..<((h + 1) * D) }
             let b = "transformer_blocks.\(site.block)", s = "single_transformer_blocks.\(site.block)"

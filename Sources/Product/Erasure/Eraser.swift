@@ -14,7 +14,7 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     public var beta = 1.0                    // weight of the preservation term
     public var samplingSteps = 20            // N: Euler steps of the sampler the loss sits on
     public var guidance = 1.0                // classifier-free guidance scale of that sampler (1 = off)
-    public var sites: [String] = []          // diffusers site names
+    public var sites: [Site] = []            // transformer sites, then text-encoder sites (stored by name)
     public var relaxation: MaskRelaxation = .authors
     public var initLogit = 3.0
     public var lr = 0.5
@@ -95,44 +95,43 @@ public struct ErasureOptions: Codable, Equatable, Sendable {
     /// Rademacher probes of the unit-cost estimate: each unit's w_j has a relative error of about √(2/probes) or less.
     public static let unitCostProbes = 32
 
-    /// The transformer's mask sites among `sites` (text-encoder sites are in `textEncoderLayers`).
+    /// The transformer's mask sites among `sites`, checked against the model.
     public func maskSites(config: FluxConfig) throws -> [MaskSite] {
         guard !sites.isEmpty else { throw ErasureError.badArgument("--sites: no mask sites selected") }
-        return try sites.filter { TextEncoderSite.layer(of: $0) == nil }.map { name in
-            guard let s = MaskSite(name: name) else { throw ErasureError.badArgument("--sites: unknown mask site '\(name)'") }
+        return try sites.compactMap(\.transformerSite).map { s in
             try s.validate(for: config)
             return s
         }
     }
 
     /// The text-encoder layers whose feed-forward units `sites` masks, in order.
-    public var textEncoderLayers: [Int] { sites.compactMap(TextEncoderSite.layer(of:)) }
+    public var textEncoderLayers: [Int] { sites.compactMap(\.textLayer) }
 
-    /// Site names for kinds over every block of a config: `ff,ff_context,norm1_context` → each double block's;
-    /// `text_ff` → each of the text encoder's `textEncoderLayers` layers.
-    public static func expandSites(_ spec: [String], config: FluxConfig, textEncoderLayers: Int) throws -> [String] {
-        var out: [String] = []
+    /// `--sites` parsed: kinds over every block of a config (`ff,ff_context,norm1_context` → each double block's;
+    /// `text_ff` → each of the text encoder's `textEncoderLayers` layers) and single site names, without repeats.
+    public static func expandSites(_ spec: [String], config: FluxConfig, textEncoderLayers: Int) throws -> [Site] {
+        var out: [Site] = []
         for item in spec.flatMap({ $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }) where !item.isEmpty {
             if item == TextEncoderSite.kind {
-                out += (0..<textEncoderLayers).map { TextEncoderSite.name(layer: $0) }
+                out += (0..<textEncoderLayers).map { Site.textEncoder(layer: $0) }
             } else if let l = TextEncoderSite.layer(of: item) {
                 guard l < textEncoderLayers else {
                     throw ErasureError.badArgument("--sites: '\(item)' does not exist: the text encoder has \(textEncoderLayers) layers")
                 }
-                out.append(item)
+                out.append(.textEncoder(layer: l))
             } else if let kind = MaskSite.Kind(rawValue: item) {
                 let n = kind.isSingleBlock ? config.numSingleLayers : config.numLayers
                 guard n > 0 else { throw ErasureError.badArgument("--sites: the model has no \(kind.isSingleBlock ? "single" : "double")-stream blocks for '\(item)'") }
-                out += (0..<n).map { MaskSite(kind, block: $0).description }
+                out += (0..<n).map { Site.transformer(MaskSite(kind, block: $0)) }
             } else if let site = MaskSite(name: item) {
                 do { try site.validate(for: config) } catch { throw ErasureError.badArgument("--sites: \(error)") }
-                out.append(site.description)
+                out.append(.transformer(site))
             } else {
                 let kinds = (MaskSite.Kind.allCases.map(\.rawValue) + [TextEncoderSite.kind]).joined(separator: ", ")
                 throw ErasureError.badArgument("--sites: unknown site '\(item)' (expected a kind — \(kinds) — or a name like transformer_blocks.0.ff or \(TextEncoderSite.name(layer: 0)))")
             }
         }
-        var seen = Set<String>()
+        var seen = Set<Site>()
         return out.filter { seen.insert($0).inserted }
     }
 
@@ -182,10 +181,12 @@ public final class Eraser {
     public let trained: FluxTransformer<Float>
     public let encoder: PromptEncoder
     public let items: [ErasureItem]
-    public let sites: [MaskSite]
-    /// Text-encoder layers whose feed-forward units are masked (mask method only), and their logits.
+    /// Every site the mask methods learn, in draw order: the transformer's, then the text encoder's.
+    public let sites: [Site]
+    /// The transformer's sites among them (what the engine's `MaskSet` holds); none for ESD.
+    public let transformerSites: [MaskSite]
+    /// Text-encoder layers whose feed-forward units are masked (mask method only).
     public let textLayers: [Int]
-    public private(set) var textLogits: [Int: Buffer<Float>] = [:]
     /// Neutral captions the text-preservation term keeps, and their original encodings.
     public let textAnchors: [String]
     private var anchorEncodings: [TextEncoding] = []
@@ -193,7 +194,8 @@ public final class Eraser {
     /// Per text-encoder layer, what a closed unit emits (mean ablation; empty for zero ablation).
     public let textFill: [Int: [Float]]
     public let schedule: FlowMatchSchedule
-    public private(set) var logits: [MaskSite: Buffer<Float>] = [:]
+    /// One logit per unit and site (mask methods).
+    public private(set) var logits: [Site: Buffer<Float>] = [:]
     public private(set) var iteration = 0
     public private(set) var history: [ErasureStepLog] = []
     let optimizer: AdamW<Float>
@@ -222,8 +224,9 @@ public final class Eraser {
         }
         guard items.contains(where: \.isConcept) else { throw ErasureError.badInput("no concept prompts: nothing to erase") }
         self.options = options; self.subject = subject; self.model = model; self.encoder = encoder; self.items = items
-        sites = options.method == .esd ? [] : try options.maskSites(config: model.config)
+        transformerSites = options.method == .esd ? [] : try options.maskSites(config: model.config)
         textLayers = options.textEncoderLayers
+        sites = transformerSites.map(Site.transformer) + textLayers.map { Site.textEncoder(layer: $0) }
         if !textLayers.isEmpty {
             guard options.method == .mask else {
                 throw ErasureError.badArgument("--sites: text-encoder sites (\(TextEncoderSite.kind)) are learnt by the mask method only, not \(options.method.rawValue)")
@@ -258,15 +261,16 @@ public final class Eraser {
         schedule = try FlowMatchSchedule(steps: options.samplingSteps, shift: .none)
         if options.method.learnsMasks {
             trained = model
-            for s in sites { logits[s] = Buffer(Array(repeating: Float(options.initLogit), count: s.width(model.config))) }
-            for l in textLayers { textLogits[l] = Buffer(Array(repeating: Float(options.initLogit), count: encoder.miniLM.intermediateSize)) }
+            for s in sites {
+                logits[s] = Buffer(Array(repeating: Float(options.initLogit), count: s.width(model.config, textUnits: encoder.miniLM.intermediateSize)))
+            }
             trainable = []; weightGrads = nil; trainableGrads = []
         } else {
             trained = FluxTransformer(weights: try model.weights.residentCopy())
-            trainable = try TrainableLayers.select(trained.weights, method: options.method, sites: sites)
+            trainable = try TrainableLayers.select(trained.weights, method: options.method, sites: transformerSites)
             let g = FluxWeights<Float>.zeros(config: model.config)
             weightGrads = g
-            trainableGrads = try TrainableLayers.select(g, method: options.method, sites: sites).map(\.buffer)
+            trainableGrads = try TrainableLayers.select(g, method: options.method, sites: transformerSites).map(\.buffer)
         }
         optimizer = AdamW(lr: options.lr, eps: options.effectiveAdamEps,
                           weightDecay: options.method.learnsMasks ? options.weightDecay : 0)
@@ -277,7 +281,7 @@ public final class Eraser {
 
     /// The parameters the optimiser updates, in a fixed order.
     var parameters: [Buffer<Float>] {
-        options.method.learnsMasks ? sites.map { logits[$0]! } + textLayers.map { textLogits[$0]! } : trainable.map(\.buffer)
+        options.method.learnsMasks ? sites.map { logits[$0]! } : trainable.map(\.buffer)
     }
 
     /// Items the method trains on: ESD has no preservation term, so it draws concept prompts only.
@@ -347,25 +351,21 @@ public final class Eraser {
 
     // MARK: masks
 
-    /// Multipliers and their derivatives for optimiser step `it` (a pure function of seed, step and site).
-    func sampledMasks(at it: Int, logits: [MaskSite: Buffer<Float>]) -> (MaskSet<Float>, [MaskSite: [Float]]) {
-        var set = MaskSet<Float>(), derivs: [MaskSite: [Float]] = [:]
-        guard options.method.learnsMasks else { return (set, derivs) }
-        for (si, s) in sites.enumerated() {
-            let (m, d) = draw(logits[s]!, site: si, iteration: it)
-            set[s] = Buffer(m); derivs[s] = d
-        }
-        return (set, derivs)
+    /// Multipliers and their derivatives d(multiplier)/d(logit) of every site for optimiser step `it`: a pure
+    /// function of seed, step and the site's number in `sites` (transformer sites first, so adding text-encoder
+    /// sites leaves the transformer's draws unchanged).
+    func sampledMasks(at it: Int, logits: [Site: Buffer<Float>]) -> (masks: [Site: [Float]], derivs: [Site: [Float]]) {
+        var masks: [Site: [Float]] = [:], derivs: [Site: [Float]] = [:]
+        guard options.method.learnsMasks else { return (masks, derivs) }
+        for (si, s) in sites.enumerated() { (masks[s], derivs[s]) = draw(logits[s]!, site: si, iteration: it) }
+        return (masks, derivs)
     }
 
-    /// Text-encoder multipliers and their derivatives for step `it` (their draws continue the transformer
-    /// sites' numbering, so adding text sites leaves those draws unchanged).
-    func sampledTextMasks(at it: Int, logits: [Int: Buffer<Float>]) -> (masks: [Int: [Float]], derivs: [Int: [Float]]) {
-        var masks: [Int: [Float]] = [:], derivs: [Int: [Float]] = [:]
-        for (k, layer) in textLayers.enumerated() {
-            (masks[layer], derivs[layer]) = draw(logits[layer]!, site: sites.count + k, iteration: it)
-        }
-        return (masks, derivs)
+    /// The transformer sites' multipliers as the engine takes them.
+    static func maskSet(_ masks: [Site: [Float]]) -> MaskSet<Float> {
+        var set = MaskSet<Float>()
+        for (s, m) in masks.transformerSites { set[s] = Buffer(m) }
+        return set
     }
 
     /// One relaxed draw per unit of site number `si` at step `it` (a pure function of seed, step and site),
@@ -386,12 +386,11 @@ public final class Eraser {
     }
 
     /// Current logits as plain arrays.
-    public var logitArrays: [MaskSite: [Float]] { logits.mapValues(\.array) }
-    public var textLogitArrays: [Int: [Float]] { textLogits.mapValues(\.array) }
+    public var logitArrays: [Site: [Float]] { logits.mapValues(\.array) }
 
     /// Units whose noise-free multiplier is below ½ (what threshold-0 binarisation would drop).
     public var expectedMasked: Int {
-        (Array(logits.values) + Array(textLogits.values)).reduce(0) { n, l in
+        logits.values.reduce(0) { n, l in
             n + l.array.filter { options.relaxation.expected(logit: Double($0)) < 0.5 }.count
         }
     }
@@ -402,7 +401,7 @@ public final class Eraser {
     @discardableResult
     public func step(progress: ((Int, Int) -> Void)? = nil) throws -> ErasureStepLog {
         let it = iteration
-        let r = try lossAndGradient(at: it, logits: logits, textLogits: textLogits, progress: progress)
+        let r = try lossAndGradient(at: it, logits: logits, progress: progress)
         optimizer.lr = options.learningRate(at: it)
         optimizer.update(parameters, r.grads)
         iteration += 1
@@ -416,11 +415,11 @@ public final class Eraser {
 
     /// The objective of optimiser step `iteration` and its gradient w.r.t. the logits (mask methods), without
     /// updating anything; `perturb` adds δ to one logit first (for finite-difference checks).
-    public func probe(iteration it: Int, perturb: (MaskSite, Int, Float)? = nil) throws -> (loss: Double, grads: [MaskSite: [Float]]) {
+    public func probe(iteration it: Int, perturb: (Site, Int, Float)? = nil) throws -> (loss: Double, grads: [Site: [Float]]) {
         let l = logits.mapValues { $0.copy() }
         if let (s, j, d) = perturb { l[s]![j] += d }
-        let r = try lossAndGradient(at: it, logits: l, textLogits: textLogits)
-        var g: [MaskSite: [Float]] = [:]
+        let r = try lossAndGradient(at: it, logits: l)
+        var g: [Site: [Float]] = [:]
         for (s, b) in zip(sites, r.grads) where options.method.learnsMasks { g[s] = b.array }
         return (r.loss, g)
     }
@@ -429,15 +428,15 @@ public final class Eraser {
     /// logits, or a trained tensor) moved by `delta`, and the gradient of every parameter; nothing is updated.
     public func probe(iteration it: Int, parameter index: Int, element: Int, delta: Float) throws -> (loss: Double, grads: [[Float]]) {
         if options.method.learnsMasks {
-            let l = logits.mapValues { $0.copy() }, t = textLogits.mapValues { $0.copy() }
-            if index < sites.count { l[sites[index]]![element] += delta } else { t[textLayers[index - sites.count]]![element] += delta }
-            let r = try lossAndGradient(at: it, logits: l, textLogits: t)
+            let l = logits.mapValues { $0.copy() }
+            l[sites[index]]![element] += delta
+            let r = try lossAndGradient(at: it, logits: l)
             return (r.loss, r.grads.map(\.array))
         }
         let b = trainable[index].buffer, saved = b[element]
         b[element] = saved + delta
         defer { b[element] = saved }
-        let r = try lossAndGradient(at: it, logits: logits, textLogits: textLogits)
+        let r = try lossAndGradient(at: it, logits: logits)
         return (r.loss, r.grads.map(\.array))
     }
 
@@ -446,11 +445,10 @@ public final class Eraser {
         var loss, erase, preserve: Double; var grads: [Buffer<Float>]; var textPreserve: Double? = nil; var unitCost: Double? = nil
     }
 
-    func lossAndGradient(at it: Int, logits: [MaskSite: Buffer<Float>], textLogits: [Int: Buffer<Float>],
-                         progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
+    func lossAndGradient(at it: Int, logits: [Site: Buffer<Float>], progress: ((Int, Int) -> Void)? = nil) throws -> Evaluation {
         let r: Evaluation
         switch options.method {
-        case .mask, .finetune: r = try endToEnd(at: it, logits: logits, textLogits: textLogits, progress: progress)
+        case .mask, .finetune: r = try endToEnd(at: it, logits: logits, progress: progress)
         case .perStep: r = try perStep(at: it, logits: logits)
         case .esd: r = try esd(at: it)
         }
@@ -482,15 +480,10 @@ public final class Eraser {
         return try encoder.conditioning(encs, config: model.config, imageIds: subject.imageIds)
     }
 
-    /// dL/dλ = dL/dm · dm/dλ per site (mask methods), or the trained tensors' weight gradients.
-    func parameterGradients(masks: [MaskSite: Buffer<Float>], derivs: [MaskSite: [Float]]) -> [Buffer<Float>] {
+    /// dL/dλ = dL/dm · dm/dλ per site, in `sites` order (mask methods), or the trained tensors' weight gradients.
+    func parameterGradients(_ dm: [Site: [Float]], derivs: [Site: [Float]]) -> [Buffer<Float>] {
         guard options.method.learnsMasks else { return trainableGrads.map { $0.copy() } }
-        return sites.map { s in
-            let dm = masks[s]!, d = derivs[s]!
-            let g = Buffer<Float>(uninitialized: d.count)
-            for j in 0..<d.count { g[j] = dm[j] * d[j] }
-            return g
-        }
+        return sites.map { s in Buffer(zip(dm[s]!, derivs[s]!).map { $0 * $1 }) }
     }
 
     /// Mean squared error per item between rows of `x` and `targets`, weighted; fills dx.
@@ -514,14 +507,14 @@ public final class Eraser {
     }
 
     /// `mask` and `finetune`: the loss on the final samples, backpropagated through all N steps.
-    func endToEnd(at it: Int, logits: [MaskSite: Buffer<Float>], textLogits: [Int: Buffer<Float>],
-                  progress: ((Int, Int) -> Void)?) throws -> Evaluation {
+    func endToEnd(at it: Int, logits: [Site: Buffer<Float>], progress: ((Int, Int) -> Void)?) throws -> Evaluation {
         let chosen = batch(at: it)
         let targets = try originalSamples(targetRequests(chosen))
-        let (textMasks, textDerivs) = sampledTextMasks(at: it, logits: textLogits)
+        let (drawn, derivs) = sampledMasks(at: it, logits: logits)
+        let textMasks = drawn.textLayers
         let text = textLayers.isEmpty ? nil : try maskedConditioning(chosen.map(\.item.prompt), guided: guided, masks: textMasks)
         let cond = try text?.cond ?? conditioning(chosen.map(\.item.prompt), guided: guided)
-        let (masks, derivs) = sampledMasks(at: it, logits: logits)
+        let masks = Self.maskSet(drawn)
         let weights = itemWeights(chosen), isConcept = chosen.map(\.item.isConcept)
         var parts = (total: 0.0, erase: 0.0, preserve: 0.0)
         let objective: CheckpointedSampler<Float>.Objective = { x0 in
@@ -531,17 +524,19 @@ public final class Eraser {
         }
         weightGrads?.zero()
         let sampler = CheckpointedSampler(transformer: trained, cond: cond, schedule: schedule, masks: masks, guidanceScale: options.guidance)
-        let result = try sampler.gradient(start: startNoise(chosen), maskGradients: sites.filter { masks[$0] != nil },
+        let result = try sampler.gradient(start: startNoise(chosen), maskGradients: transformerSites.filter { masks[$0] != nil },
                                           weightGradients: false, objective: objective, progress: progress,
                                           weightAccumulator: weightGrads)
-        var grads = parameterGradients(masks: result.grads.masks, derivs: derivs)
+        // dL/dm per site: the transformer's from the sampler's backward, the text encoder's through MiniLM.
+        var dm: [Site: [Float]] = [:]
+        for (s, g) in result.grads.masks { dm[.transformer(s)] = g.array }
         var loss = result.loss, textPreserve: Double?, unitCost: Double?
         if let text {
-            var dm = try textMaskGradients(text, grads: result.grads)
+            var dmText = try textMaskGradients(text, grads: result.grads)
             if options.effectiveTextPreserve > 0 {
                 let (l, g) = try textPreservation(masks: textMasks)
                 loss += l; textPreserve = l
-                for (layer, gl) in g { dm[layer] = zip(dm[layer]!, gl).map { $0 + $1 } }
+                for (layer, gl) in g { dmText[layer] = zip(dmText[layer]!, gl).map { $0 + $1 } }
             }
             let kappa = options.effectiveUnitCost
             if kappa > 0 {
@@ -551,15 +546,15 @@ public final class Eraser {
                     let m = textMasks[layer]!, wl = w[layer]!
                     for j in wl.indices {
                         l += kappa * Double(wl[j]) * Double(1 - m[j])
-                        dm[layer]![j] -= Float(kappa) * wl[j]
+                        dmText[layer]![j] -= Float(kappa) * wl[j]
                     }
                 }
                 loss += l; unitCost = l
             }
-            grads += textLayers.map { l in Buffer(zip(dm[l]!, textDerivs[l]!).map { $0 * $1 }) }
+            for (layer, g) in dmText { dm[.textEncoder(layer: layer)] = g }
         }
-        return Evaluation(loss: loss, erase: parts.erase, preserve: parts.preserve, grads: grads, textPreserve: textPreserve,
-                          unitCost: unitCost)
+        return Evaluation(loss: loss, erase: parts.erase, preserve: parts.preserve, grads: parameterGradients(dm, derivs: derivs),
+                          textPreserve: textPreserve, unitCost: unitCost)
     }
 
     /// γ·[mean_k D_k + D_null] over the anchor captions k and the null prompt, and its gradient w.r.t. the
@@ -687,13 +682,14 @@ public final class Eraser {
 
     /// `per-step`: at every step i of the original's path for the target, the masked model's (guided)
     /// velocity for the prompt must equal the original's velocity there; the loss is the mean over steps.
-    func perStep(at it: Int, logits: [MaskSite: Buffer<Float>]) throws -> Evaluation {
+    func perStep(at it: Int, logits: [Site: Buffer<Float>]) throws -> Evaluation {
         let chosen = batch(at: it)
         let paths = try originalTrajectories(targetRequests(chosen))
-        let (masks, derivs) = sampledMasks(at: it, logits: logits)
+        let (drawn, derivs) = sampledMasks(at: it, logits: logits)
+        let masks = Self.maskSet(drawn)
         let weights = itemWeights(chosen), isConcept = chosen.map(\.item.isConcept)
         let N = options.samplingSteps, B = chosen.count, per = perSample
-        var maskGrads = Dictionary(uniqueKeysWithValues: sites.map { ($0, Buffer<Float>.zeros($0.width(model.config))) })
+        var maskGrads = Dictionary(uniqueKeysWithValues: transformerSites.map { ($0, Buffer<Float>.zeros($0.width(model.config))) })
         var total = 0.0, erase = 0.0, preserve = 0.0
         let chunk = 5      // steps per batched call: bounds the taped activations
         for first in stride(from: 0, to: N, by: chunk) {
@@ -713,10 +709,11 @@ public final class Eraser {
                 self.weightedMSE(v, targets: targets, weights: w, isConcept: concept, dx: dv, scale: 1 / Double(N))
             }
             total += loss.total; erase += loss.erase * Double(steps.count) / Double(N); preserve += loss.preserve * Double(steps.count) / Double(N)
-            for s in sites { if let gs = g.masks[s] { let a = maskGrads[s]!; for j in 0..<a.count { a[j] += gs[j] } } }
+            for s in transformerSites { if let gs = g.masks[s] { let a = maskGrads[s]!; for j in 0..<a.count { a[j] += gs[j] } } }
         }
         maskGrads = maskGrads.filter { masks[$0.key] != nil }
-        return Evaluation(loss: total, erase: erase, preserve: preserve, grads: parameterGradients(masks: maskGrads, derivs: derivs))
+        let dm = Dictionary(uniqueKeysWithValues: maskGrads.map { (Site.transformer($0.key), $0.value.array) })
+        return Evaluation(loss: total, erase: erase, preserve: preserve, grads: parameterGradients(dm, derivs: derivs))
     }
 
     /// The model's velocity rows at (x_r, σ_r, prompt_r) — guided when the options guide — an objective on
@@ -733,7 +730,7 @@ public final class Eraser {
         let input = Buffer<Float>(uninitialized: g ? 2 * n : n)
         if g { Guidance.duplicate(x.p, count: n, into: input.p) } else { input.p.update(from: x.p, count: n) }
         let grads = FluxGradients<Float>(config: m.config, batch: cond.batch, textTokens: cond.textTokens, imageTokens: cond.imageTokens,
-                                         maskSites: sites.filter { masks[$0] != nil }, weightGradients: weightGrads)
+                                         maskSites: transformerSites.filter { masks[$0] != nil }, weightGradients: weightGrads)
         var parts = (total: 0.0, erase: 0.0, preserve: 0.0)
         let s = Float(options.guidance)
         _ = try m.valueAndGradient(hidden: input.p, sigma: g ? sigmas + sigmas : sigmas, cond: cond, masks: masks, grads: grads) { v in
@@ -779,7 +776,7 @@ public final class Eraser {
             self.weightedMSE(out, targets: targets, weights: Array(repeating: 1 / Double(B), count: B),
                              isConcept: Array(repeating: true, count: B), dx: dv)
         }
-        return Evaluation(loss: loss.total, erase: loss.erase, preserve: 0, grads: parameterGradients(masks: [:], derivs: [:]))
+        return Evaluation(loss: loss.total, erase: loss.erase, preserve: 0, grads: parameterGradients([:], derivs: [:]))
     }
 
     // MARK: checkpoints
@@ -787,7 +784,7 @@ public final class Eraser {
     /// The trained tensors under their state-file names.
     var namedParameters: [(String, Buffer<Float>)] {
         options.method.learnsMasks
-            ? sites.map { ("logits.\($0)", logits[$0]!) } + textLayers.map { ("logits.\(TextEncoderSite.name(layer: $0))", textLogits[$0]!) }
+            ? sites.map { ("logits.\($0)", logits[$0]!) }
             : trainable.map { ("weights.\($0.name)", $0.buffer) }
     }
 

@@ -15,17 +15,13 @@ import TextEncoder
 /// `.mask` tensor is unmasked (all ones). Any tool can read it with `safetensors.safe_open`.
 public struct MaskFile {
     /// Training logits per site; empty for merged files. Every site here also has a mask of the same width.
-    public var logits: [MaskSite: [Float]]
+    public var logits: [Site: [Float]]
     /// Binary (exactly 0 or 1) multipliers per site.
-    public var masks: [MaskSite: [Float]]
-    /// Text-encoder sites (`TextEncoderSite`, by MiniLM layer): training logits and binary multipliers.
-    public var textLogits: [Int: [Float]] = [:]
-    public var textMasks: [Int: [Float]] = [:]
-    /// Mean ablation (`ErasureOptions.textAblation`): what a closed unit emits, per text-encoder layer; absent: 0.
-    public var textFill: [Int: [Float]] = [:]
+    public var masks: [Site: [Float]]
+    /// Mean ablation (`ErasureOptions.textAblation`): what a closed unit emits, per text-encoder site; absent: 0.
+    public var fill: [Site: [Float]] = [:]
     public var metadata: [String: String]
 
-    /// Metadata keys the project writes and reads.
     /// The `format` metadata of files `mce erase` writes.
     public static let format = "mce-masks-1"
 
@@ -38,10 +34,15 @@ public struct MaskFile {
         public static let modelHash = "base_model_sha256"
     }
 
-    public init(logits: [MaskSite: [Float]] = [:], masks: [MaskSite: [Float]], textLogits: [Int: [Float]] = [:],
-                textMasks: [Int: [Float]] = [:], metadata: [String: String] = [:]) {
-        self.logits = logits; self.masks = masks; self.textLogits = textLogits; self.textMasks = textMasks; self.metadata = metadata
+    public init(logits: [Site: [Float]] = [:], masks: [Site: [Float]], fill: [Site: [Float]] = [:], metadata: [String: String] = [:]) {
+        self.logits = logits; self.masks = masks; self.fill = fill; self.metadata = metadata
     }
+
+    /// The transformer sites' masks, as the engine and the checkpoint baker take them.
+    public var transformerMasks: [MaskSite: [Float]] { masks.transformerSites }
+    /// The text encoder's masks and fills by layer, as MiniLM and the text-encoder baker take them.
+    public var textMasks: [Int: [Float]] { masks.textLayers }
+    public var textFill: [Int: [Float]] { fill.textLayers }
 
     // MARK: reading and writing
 
@@ -63,8 +64,7 @@ public struct MaskFile {
                 throw fail(name, "not a mask tensor: names must be '<site>.mask', '<site>.logits' or (text-encoder sites) '<site>.fill'")
             }
             let siteName = String(name.dropLast(isMask ? ".mask".count : isFill ? ".fill".count : ".logits".count))
-            let site = MaskSite(name: siteName), textLayer = TextEncoderSite.layer(of: siteName)
-            guard site != nil || textLayer != nil else {
+            guard let site = Site(name: siteName) else {
                 throw fail(name, "'\(siteName)' is not a mask site (expected e.g. transformer_blocks.0.ff, transformer_blocks.0.ff_context, transformer_blocks.0.norm1, transformer_blocks.0.norm1_context, transformer_blocks.0.attn, single_transformer_blocks.0.proj_mlp, single_transformer_blocks.0.norm, single_transformer_blocks.0.attn, \(TextEncoderSite.name(layer: 0)))")
             }
             let info = try file.info(name)
@@ -73,12 +73,8 @@ public struct MaskFile {
             }
             let values: [Float]
             do { values = try file.floats(name) } catch { throw ErasureError.io("mask file \(path): \(error)") }
-            if let site {
-                guard !isFill else { throw fail(name, "fill values are for text-encoder sites only") }
-                if isMask { result.masks[site] = values } else { result.logits[site] = values }
-            } else if let l = textLayer {
-                if isMask { result.textMasks[l] = values } else if isFill { result.textFill[l] = values } else { result.textLogits[l] = values }
-            }
+            guard !isFill || site.textLayer != nil else { throw fail(name, "fill values are for text-encoder sites only") }
+            if isMask { result.masks[site] = values } else if isFill { result.fill[site] = values } else { result.logits[site] = values }
         }
         do { try result.check(config: config) } catch ErasureError.badInput(let m) {
             throw ErasureError.badInput("mask file \(path): \(m)")
@@ -92,9 +88,7 @@ public struct MaskFile {
         var w = SafeTensorsWriter(metadata: metadata)
         for (site, m) in masks { w.add("\(site).mask", shape: [m.count], floats: m) }
         for (site, l) in logits { w.add("\(site).logits", shape: [l.count], floats: l) }
-        for (layer, m) in textMasks { w.add("\(TextEncoderSite.name(layer: layer)).mask", shape: [m.count], floats: m) }
-        for (layer, l) in textLogits { w.add("\(TextEncoderSite.name(layer: layer)).logits", shape: [l.count], floats: l) }
-        for (layer, f) in textFill { w.add("\(TextEncoderSite.name(layer: layer)).fill", shape: [f.count], floats: f) }
+        for (site, f) in fill { w.add("\(site).fill", shape: [f.count], floats: f) }
         do { try w.write(to: path) } catch { throw ErasureError.io("cannot write mask file: \(error)") }
     }
 
@@ -103,27 +97,25 @@ public struct MaskFile {
 
     /// Binary, finite, paired logits; with a config, sites and widths of that model.
     private func check(config: FluxConfig?) throws {
-        for site in MaskFile.sorted(Set(masks.keys).union(logits.keys)) {
+        for site in Set(masks.keys).union(logits.keys).sorted() {
             try MaskFile.checkSite("\(site)", mask: masks[site], logits: logits[site])
         }
-        for layer in Set(textMasks.keys).union(textLogits.keys).sorted() {
-            try MaskFile.checkSite(TextEncoderSite.name(layer: layer), mask: textMasks[layer], logits: textLogits[layer])
-        }
-        for (layer, f) in textFill.sorted(by: { $0.key < $1.key }) {
-            let name = TextEncoderSite.name(layer: layer)
-            guard let m = textMasks[layer], m.count == f.count else {
-                throw ErasureError.badInput("'\(name).fill' needs a '\(name).mask' of the same width (\(f.count))")
+        for (site, f) in fill.sorted(by: { $0.key < $1.key }) {
+            guard site.textLayer != nil else { throw ErasureError.badInput("'\(site).fill': fill values are for text-encoder sites only") }
+            guard let m = masks[site], m.count == f.count else {
+                throw ErasureError.badInput("'\(site).fill' needs a '\(site).mask' of the same width (\(f.count))")
             }
-            guard f.allSatisfy(\.isFinite) else { throw ErasureError.badInput("'\(name).fill' has a non-finite value") }
+            guard f.allSatisfy(\.isFinite) else { throw ErasureError.badInput("'\(site).fill' has a non-finite value") }
         }
         guard let config else { return }
-        for site in MaskFile.sorted(masks.keys) {
+        let transformer = transformerMasks
+        for site in MaskFile.sorted(transformer.keys) {
             let blocks = site.kind.isSingleBlock ? config.numSingleLayers : config.numLayers
             guard site.block < blocks else {
                 throw ErasureError.badInput(
                     "mask site '\(site)' does not exist in the model: it has \(blocks) \(site.kind.isSingleBlock ? "single" : "double")-stream blocks")
             }
-            let want = site.width(config), got = masks[site]!.count
+            let want = site.width(config), got = transformer[site]!.count
             guard got == want else {
                 throw ErasureError.badInput(
                     "mask '\(site)' has \(got) values but the model's site has \(want) (model width \(config.dim), \(config.numAttentionHeads) heads)")
@@ -156,24 +148,24 @@ public struct MaskFile {
     /// `model_hash` when the files agree on it (files learned on different models are refused).
     public static func merge(_ files: [MaskFile]) throws -> MaskFile {
         guard !files.isEmpty else { throw ErasureError.badInput("merge needs at least one mask file") }
-        var masks: [MaskSite: [Float]] = [:], textMasks: [Int: [Float]] = [:], textFill: [Int: [Float]] = [:]
+        var masks: [Site: [Float]] = [:], fill: [Site: [Float]] = [:]
         var concepts: [String] = []
         for (k, f) in files.enumerated() {
             try f.check(config: nil)
-            try multiply(&masks, by: f.masks, file: k) { "\($0)" }
-            let closedBefore = textMasks    // the product so far: 0 where an earlier file closed the unit
-            try multiply(&textMasks, by: f.textMasks, file: k) { TextEncoderSite.name(layer: $0) }
-            // A closed unit emits what the file that closes it says (0 without fill); two fills for one unit must agree.
-            for (layer, m) in f.textMasks {
-                let own = f.textFill[layer] ?? [Float](repeating: 0, count: m.count)
-                var acc = textFill[layer] ?? [Float](repeating: 0, count: m.count)
+            let closedBefore = masks    // the product so far: 0 where an earlier file closed the unit
+            try multiply(&masks, by: f.masks, file: k)
+            // A closed text-encoder unit emits what the file that closes it says (0 without fill); two fills for
+            // one unit must agree.
+            for (site, m) in f.masks where site.textLayer != nil {
+                let own = f.fill[site] ?? [Float](repeating: 0, count: m.count)
+                var acc = fill[site] ?? [Float](repeating: 0, count: m.count)
                 for j in m.indices where m[j] == 0 {
-                    if closedBefore[layer]?[j] == 0 && acc[j] != own[j] {
-                        throw ErasureError.badInput("cannot merge: unit \(j) of '\(TextEncoderSite.name(layer: layer))' is closed with different fill values (mean or zero ablation) in file \(k + 1) and an earlier file")
+                    if closedBefore[site]?[j] == 0 && acc[j] != own[j] {
+                        throw ErasureError.badInput("cannot merge: unit \(j) of '\(site)' is closed with different fill values (mean or zero ablation) in file \(k + 1) and an earlier file")
                     }
                     acc[j] = own[j]
                 }
-                textFill[layer] = acc
+                fill[site] = acc
             }
             if let list = f.metadata[Key.mergedFrom], let data = list.data(using: .utf8),
                let names = try? JSONDecoder().decode([String].self, from: data) {
@@ -185,9 +177,7 @@ public struct MaskFile {
         let list = try metadataJSON(concepts)
         var metadata = [Key.mergedFrom: list]
         if let h = try commonModelHash(files, "merge") { metadata[Key.modelHash] = h }
-        var merged = MaskFile(logits: [:], masks: masks, textMasks: textMasks, metadata: metadata)
-        merged.textFill = textFill.filter { $0.value.contains { $0 != 0 } }
-        return merged
+        return MaskFile(logits: [:], masks: masks, fill: fill.filter { $0.value.contains { $0 != 0 } }, metadata: metadata)
     }
 
     /// One mask from several training runs of the same erasure (other seeds): the mean of their logits per
@@ -197,17 +187,17 @@ public struct MaskFile {
     /// first file's, with `seed` listing every file's seed and `binarisation` the rule used.
     public static func average(_ files: [MaskFile], binarisation: Binarisation) throws -> MaskFile {
         guard let first = files.first else { throw ErasureError.badInput("averaging needs at least one mask file") }
-        func mean<Site: Hashable>(_ key: KeyPath<MaskFile, [Site: [Float]]>, name: (Site) -> String) throws -> [Site: [Float]] {
+        func mean(_ key: KeyPath<MaskFile, [Site: [Float]]>) throws -> [Site: [Float]] {
             var sum: [Site: [Float]] = [:]
             for (k, f) in files.enumerated() {
                 let l = f[keyPath: key]
                 guard Set(l.keys) == Set(first[keyPath: key].keys) else {
-                    throw ErasureError.badInput("cannot average: file \(k + 1) has logits for other sites than file 1 (sites: \(l.keys.map(name).sorted().joined(separator: ", ")))")
+                    throw ErasureError.badInput("cannot average: file \(k + 1) has logits for other sites than file 1 (sites: \(l.keys.map(\.description).sorted().joined(separator: ", ")))")
                 }
                 for (site, v) in l {
                     guard let acc = sum[site] else { sum[site] = v; continue }
                     guard acc.count == v.count else {
-                        throw ErasureError.badInput("cannot average: site '\(name(site))' has \(acc.count) units in file 1 but \(v.count) in file \(k + 1)")
+                        throw ErasureError.badInput("cannot average: site '\(site)' has \(acc.count) units in file 1 but \(v.count) in file \(k + 1)")
                     }
                     sum[site] = zip(acc, v).map { $0 + $1 }
                 }
@@ -216,25 +206,24 @@ public struct MaskFile {
         }
         for (k, f) in files.enumerated() {
             try f.check(config: nil)
-            guard !f.logits.isEmpty || !f.textLogits.isEmpty else {
+            guard !f.logits.isEmpty else {
                 throw ErasureError.badInput("cannot average: file \(k + 1) has no logits (a merged or hand-made mask); average the training runs' files")
             }
         }
         _ = try commonModelHash(files, "average")
-        let logits = try mean(\.logits) { "\($0)" }
-        let textLogits = try mean(\.textLogits) { TextEncoderSite.name(layer: $0) }
-        let binary = binarisation.apply(logits, text: textLogits)
+        let logits = try mean(\.logits)
         var metadata = first.metadata
         metadata["seed"] = files.map { $0.metadata["seed"] ?? "?" }.joined(separator: ",")
         metadata["binarisation"] = binarisation.description
         metadata["averaged_runs"] = "\(files.count)"
-        var result = MaskFile(logits: logits, masks: binary.masks, textLogits: textLogits, textMasks: binary.text, metadata: metadata)
-        let fills = files.map(\.textFill)
+        var result = MaskFile(logits: logits, masks: binarisation.apply(logits), metadata: metadata)
+        let fills = files.map(\.fill)
         if fills.contains(where: { !$0.isEmpty }) {
-            guard fills.allSatisfy({ Set($0.keys) == Set(textLogits.keys) }) else {
+            let textSites = Set(logits.keys.filter { $0.textLayer != nil })
+            guard fills.allSatisfy({ Set($0.keys) == textSites }) else {
                 throw ErasureError.badInput("cannot average: some files ablate text-encoder units to their mean (fill values) and others to zero")
             }
-            result.textFill = try mean(\.textFill) { TextEncoderSite.name(layer: $0) }
+            result.fill = try mean(\.fill)
         }
         return result
     }
@@ -249,28 +238,34 @@ public struct MaskFile {
     }
 
     /// acc[site] ← acc[site] ⊙ m for every site of `masks` (a site acc lacks is taken as it is); widths must agree.
-    private static func multiply<Site: Hashable>(_ acc: inout [Site: [Float]], by masks: [Site: [Float]], file k: Int,
-                                                 name: (Site) -> String) throws {
+    private static func multiply(_ acc: inout [Site: [Float]], by masks: [Site: [Float]], file k: Int) throws {
         for (site, m) in masks {
             guard let a = acc[site] else { acc[site] = m; continue }
             guard a.count == m.count else {
-                throw ErasureError.badInput("cannot merge: site '\(name(site))' has \(a.count) units in an earlier file but \(m.count) in file \(k + 1)")
+                throw ErasureError.badInput("cannot merge: site '\(site)' has \(a.count) units in an earlier file but \(m.count) in file \(k + 1)")
             }
             acc[site] = zip(a, m).map { $0 * $1 }
         }
     }
 
-    /// Units removed per site, sorted by site kind (MaskSite.Kind order) then block.
-    public var maskedCounts: [(site: MaskSite, masked: Int, total: Int)] {
-        MaskFile.sorted(masks.keys).map { site in
-            let m = masks[site]!
+    /// Units removed per transformer site, by kind (MaskSite.Kind order) then block: what a baked transformer records.
+    public var transformerMaskedCounts: [(site: MaskSite, masked: Int, total: Int)] {
+        let transformer = transformerMasks
+        return MaskFile.sorted(transformer.keys).map { site in
+            let m = transformer[site]!
             return (site, m.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }, m.count)
         }
     }
 
-    /// Units removed per site, transformer sites then text-encoder sites, by name: what reports count.
+    /// Units removed per site: transformer sites by kind (MaskSite.Kind order) then block, then text-encoder
+    /// layers; by name, as reports count them.
     public var allMaskedCounts: [(site: String, masked: Int, total: Int)] {
-        maskedCounts.map { (site: $0.site.description, masked: $0.masked, total: $0.total) } + textMaskedCounts
+        let transformer = MaskFile.sorted(transformerMasks.keys).map(Site.transformer)
+        let text = masks.keys.filter { $0.textLayer != nil }.sorted()
+        return (transformer + text).map { site in
+            let m = masks[site]!
+            return (site.description, m.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }, m.count)
+        }
     }
 
     /// The text encoder these masks erase: a fresh copy of `base`'s MiniLM with the text-encoder masks
@@ -282,20 +277,12 @@ public struct MaskFile {
         return PromptEncoder(miniLM: m, paddedLength: base.paddedLength)
     }
 
-    /// Units removed per text-encoder site (by layer).
-    public var textMaskedCounts: [(site: String, masked: Int, total: Int)] {
-        textMasks.keys.sorted().map { l in
-            let m = textMasks[l]!
-            return (TextEncoderSite.name(layer: l), m.reduce(0) { $0 + ($1 == 0 ? 1 : 0) }, m.count)
-        }
-    }
-
     /// The masks as engine buffers (pass to `FluxTransformer.forward` / `EulerSampler`).
     public func maskSet() -> MaskSet<Float> { maskSet(as: Float.self) }
 
     public func maskSet<T: Scalar>(as: T.Type) -> MaskSet<T> {
         var set = MaskSet<T>()
-        for (site, m) in masks { set[site] = Buffer(m.map { T(Double($0)) }) }
+        for (site, m) in transformerMasks { set[site] = Buffer(m.map { T(Double($0)) }) }
         return set
     }
 

@@ -78,20 +78,13 @@ public enum Binarisation: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Binary masks (0/1) for the logits of every site. Ties in the top-k rules break by index (stable).
-    public func apply(_ logits: [MaskSite: [Float]]) -> [MaskSite: [Float]] { apply(logits, text: [:]).masks }
-
-    /// Binary masks for transformer sites and text-encoder sites (by MiniLM layer) together; `top-global`
-    /// ranks the units of both (transformer sites first in kind and block order, then text layers).
-    public func apply(_ logits: [MaskSite: [Float]], text: [Int: [Float]]) -> (masks: [MaskSite: [Float]], text: [Int: [Float]]) {
-        let sites = logits.keys.sorted { ($0.kind.rawValue, $0.block) < ($1.kind.rawValue, $1.block) }
-        let layers = text.keys.sorted()
-        let all = sites.map { logits[$0]! } + layers.map { text[$0]! }
-        let binary = apply(ordered: all)
-        var masks: [MaskSite: [Float]] = [:], textMasks: [Int: [Float]] = [:]
-        for (i, s) in sites.enumerated() { masks[s] = binary[i] }
-        for (i, l) in layers.enumerated() { textMasks[l] = binary[sites.count + i] }
-        return (masks, textMasks)
+    /// Binary masks (0/1) for the logits of every site, transformer and text-encoder sites alike. Ties in the
+    /// top-k rules break by index (stable); `top-global` ranks the units of all sites in `Site` order
+    /// (transformer sites by kind and block, then text-encoder layers).
+    public func apply(_ logits: [Site: [Float]]) -> [Site: [Float]] {
+        let sites = logits.keys.sorted()
+        let binary = apply(ordered: sites.map { logits[$0]! })
+        return Dictionary(uniqueKeysWithValues: zip(sites, binary))
     }
 
     /// The rule on a list of sites' logits (the order matters only for ties of `top-global`).

@@ -44,14 +44,13 @@ extension Eraser {
         (2 * pool.count + pool.filter(\.isConcept).count) * options.samplingSteps
     }
 
-    /// The check of binary `masks` (transformer sites) and `textMasks` (text-encoder layers) on this run's
+    /// The check of binary `masks` (transformer and text-encoder sites) on this run's
     /// training prompts (mask methods). `brokenFactor` scales the threshold (see `TrainingCheck.brokenAbove`).
-    public func check(masks: [MaskSite: [Float]], textMasks: [Int: [Float]], brokenFactor: Double = 1,
+    public func check(masks: [Site: [Float]], brokenFactor: Double = 1,
                       progress: ((Int, Int) -> Void)? = nil) throws -> TrainingCheck {
         guard options.method.learnsMasks else { throw ErasureError.badArgument("the training check is for mask methods") }
         guard brokenFactor >= 0, brokenFactor.isFinite else { throw ErasureError.badArgument("--broken-factor must be ≥ 0 and finite, got \(brokenFactor)") }
-        var set = MaskSet<Float>()
-        for (s, m) in masks { set[s] = Buffer(m) }
+        let set = Self.maskSet(masks), textMasks = masks.textLayers
         let chosen = pool.map { (item: $0, epoch: 0) }
         let concepts = chosen.filter(\.item.isConcept)
         let total = checkWork

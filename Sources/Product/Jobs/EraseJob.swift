@@ -224,9 +224,9 @@ public struct EraseJob {
 
     /// One training run: its prompts, logits, history and, for mask methods, its binary masks and their check.
     struct Run {
-        let items: [ErasureItem]; let logits: [MaskSite: [Float]]; let textLogits: [Int: [Float]]; let textFill: [Int: [Float]]
+        let items: [ErasureItem]; let logits: [Site: [Float]]; let fill: [Site: [Float]]
         let history: [ErasureStepLog]
-        let binary: (masks: [MaskSite: [Float]], text: [Int: [Float]])?; let check: TrainingCheck?
+        let binary: [Site: [Float]]?; let check: TrainingCheck?
     }
 
     /// Runs the job; returns what report.json holds.
@@ -266,7 +266,7 @@ public struct EraseJob {
             }
             let nc = items.filter(\.isConcept).count
             let which = q.restarts > 1 ? " run \(r + 1) of \(q.restarts) (seed \(ro.seed))" : ""
-            output.log("erasing \(o.concepts.map(\.name).joined(separator: ", ")) (method \(o.method.rawValue))\(which): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(o.beta), N \(steps), guidance \(q.guidance), \(eraser.sites.count + eraser.textLayers.count) sites (\(eraser.sites.map { $0.width(cfg) }.reduce(0, +) + eraser.textLayers.count * encoder.miniLM.intermediateSize) units), \(o.iterations) iterations")
+            output.log("erasing \(o.concepts.map(\.name).joined(separator: ", ")) (method \(o.method.rawValue))\(which): \(nc) concept + \(items.count - nc) neutral prompts, target \(o.target), β \(o.beta), N \(steps), guidance \(q.guidance), \(eraser.sites.count) sites (\(eraser.sites.map { $0.width(cfg, textUnits: encoder.miniLM.intermediateSize) }.reduce(0, +)) units), \(o.iterations) iterations")
             let tp = output.progress("targets", eraser.pool.count * steps, 0)
             try eraser.prepareTargets { d, _ in tp(d, "") }
             let bar = output.progress(q.restarts > 1 ? "erase \(r + 1)/\(q.restarts)" : "erase", o.iterations, eraser.iteration)
@@ -277,16 +277,16 @@ public struct EraseJob {
                 bar(eraser.iteration, String(format: "erase %.4f  preserve %.5f", l.eraseLoss, l.preserveLoss) + text + "  masked \(l.expectedMasked)")
                 if eraser.iteration % q.checkpointEvery == 0 || eraser.iteration == o.iterations { try eraser.saveState(to: statePath) }
             }
-            var binary: (masks: [MaskSite: [Float]], text: [Int: [Float]])?, check: TrainingCheck?
+            var binary: [Site: [Float]]?, check: TrainingCheck?
             if o.method.learnsMasks {
-                let b = binarisation.apply(eraser.logitArrays, text: eraser.textLogitArrays)
+                let b = binarisation.apply(eraser.logitArrays)
                 let cp = output.progress("check", eraser.checkWork, 0)
-                let c = try eraser.check(masks: b.masks, textMasks: b.text, brokenFactor: q.brokenFactor) { d, _ in cp(d, "") }
+                let c = try eraser.check(masks: b, brokenFactor: q.brokenFactor) { d, _ in cp(d, "") }
                 output.log(Self.describe(c, binarisation: binarisation))
                 binary = b; check = c
             }
-            runs.append(Run(items: items, logits: eraser.logitArrays, textLogits: eraser.textLogitArrays, textFill: eraser.textFill,
-                            history: eraser.history, binary: binary, check: check))
+            let fill = Dictionary(uniqueKeysWithValues: eraser.textFill.map { (Site.textEncoder(layer: $0.key), $0.value) })
+            runs.append(Run(items: items, logits: eraser.logitArrays, fill: fill, history: eraser.history, binary: binary, check: check))
             lastEraser = eraser
             if q.restarts == 1, let c = check {
                 if c.brokenCount == 0 { break }
@@ -311,7 +311,7 @@ public struct EraseJob {
             MaskFile.Key.concept: o.concepts.map(\.name).joined(separator: ","), "method": o.method.rawValue,
             "objective": o.method == .esd ? "ESD negative guidance, eta \(q.eta)" : "\(o.method == .perStep ? "per-step velocity" : "final-sample") MSE, target \(o.target)",
             "beta": "\(o.beta)", "target": o.target.description, "steps": "\(steps)", "guidance": "\(q.guidance)", "iterations": "\(o.iterations)",
-            "sites": o.sites.joined(separator: ","), "seed": "\(q.seed)",
+            "sites": o.sites.map(\.description).joined(separator: ","), "seed": "\(q.seed)",
             "options": try metadataJSON(o),
             "base_model": q.model, MaskFile.Key.modelHash: try modelHash(q.model),
         ]
@@ -323,11 +323,8 @@ public struct EraseJob {
             meta["relaxation"] = o.relaxation.name
             meta["format"] = MaskFile.format
             let perRun = runs.enumerated().filter { kept == nil || $0.offset == kept }.map { r, run -> MaskFile in
-                let binary = run.binary!
                 var m = meta; m["seed"] = "\(o.restart(r).seed)"
-                var f = MaskFile(logits: run.logits, masks: binary.masks, textLogits: run.textLogits, textMasks: binary.text, metadata: m)
-                f.textFill = run.textFill
-                return f
+                return MaskFile(logits: run.logits, masks: run.binary!, fill: run.fill, metadata: m)
             }
             let file = perRun.count == 1 ? perRun[0] : try MaskFile.average(perRun, binarisation: binarisation)
             let maskPath = (out as NSString).appendingPathComponent("masks.safetensors")
