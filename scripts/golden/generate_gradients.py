@@ -18,7 +18,7 @@ of ``mce gradient --inputs``: the sample inputs under their sample-fixture names
 ``mask.<site>`` logits (F32, and the float64 reference uses exactly these F32 values), then ``ref.*`` and
 ``sigmas`` (F64).
 
-Mask sites are diffusers module names (Sources/Flux/MaskSites.swift); the multiplier is broadcast over
+Mask sites are diffusers module names (Sources/Engine/Flux/MaskSites.swift); the multiplier is broadcast over
 batch and tokens:
 
     transformer_blocks.i.ff / .ff_context   output of ff.net[0] / ff_context.net[0] (after GELU, 4*dim)

@@ -10,7 +10,7 @@ Writes
 
 * ``Tests/Fixtures/golden/dev-mask.safetensors`` - a fixed binary mask over every site of all 11 kinds of the
   ``dev`` model (~30% of units masked, at least one unit masked and one kept per site), in mce's mask-file
-  format: F32 tensors ``<site>.mask`` (site = diffusers module name, Sources/Flux/MaskSites.swift).
+  format: F32 tensors ``<site>.mask`` (site = diffusers module name, Sources/Engine/Flux/MaskSites.swift).
 * ``Tests/Fixtures/golden/dev-masked-out.safetensors`` - one forward pass of diffusers'
   ``FluxTransformer2DModel`` on the inputs of ``dev.io.safetensors`` with the mask applied by forward hooks
   (``generate_gradients.MaskHooks``: the outputs of ``ff.net[0]``, ``ff_context.net[0]``, ``norm1.linear``,

@@ -1,4 +1,4 @@
-"""Fixtures for the Swift all-MiniLM-L6-v2 text encoder (Sources/TextEncoder) tests.
+"""Fixtures for the Swift all-MiniLM-L6-v2 text encoder (Sources/Engine/TextEncoder) tests.
 
 Run from the repository root, in a venv with CPU torch (see scripts/minilm/requirements.txt):
 

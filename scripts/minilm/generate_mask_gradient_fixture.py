@@ -1,4 +1,4 @@
-"""Fixture for the Swift MiniLM feed-forward mask gradient (Sources/TextEncoder/FeedForwardMasks.swift).
+"""Fixture for the Swift MiniLM feed-forward mask gradient (Sources/Engine/TextEncoder/FeedForwardMasks.swift).
 
 Run from the repository root in the venv of scripts/setup_python.sh, after scripts/fetch_minilm.sh:
 

@@ -7,7 +7,7 @@ with held-out synonyms, held-out templates, or both. An image model conditioned 
 classes from training wording only, so these accuracies indicate how much of evaluate-base's held-out bar the
 text conditioning can carry; the per-word lines show which held-out synonyms it carries at all. `mce evaluate-base` reports the simpler nearest-centroid version (`textProbe`).
 
-The vocabulary and templates are read from the Swift sources (Sources/World/Vocabulary.swift and
+The vocabulary and templates are read from the Swift sources (Sources/Testbed/World/Vocabulary.swift and
 Captions.swift), so there is one list of words. Needs the venv of scripts/setup_python.sh.
 
     .venv/bin/python scripts/world/heldout_text_probe.py [--extra-synonyms FILE] [MINILM_DIR]
@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def read_vocabulary():
     """{class: (training synonyms, held-out synonyms)} from the `("name", .dataset, s(...) + h(...))` rows."""
-    text = (REPO / "Sources/World/Vocabulary.swift").read_text()
+    text = (REPO / "Sources/Testbed/World/Vocabulary.swift").read_text()
     classes = {}
     for m in re.finditer(r'\("([^"]+)", \.(?:fashionMNIST|animalMNIST), s\(([^)]*)\) \+ h\(([^)]*)\)\)', text):
         words = lambda args: re.findall(r'"([^"]+)"', args)  # noqa: E731
@@ -41,7 +41,7 @@ def read_vocabulary():
 
 
 def read_templates():
-    text = (REPO / "Sources/World/Captions.swift").read_text()
+    text = (REPO / "Sources/Testbed/World/Captions.swift").read_text()
     block = lambda name: re.findall(r'"([^"]*\{obj\}[^"]*)"', text.split(f"let {name} = [")[1].split("]")[0])  # noqa: E731
     return block("train"), block("heldOut")
 

@@ -4,8 +4,8 @@ independently (pure Python, no numpy) from the cache that scripts/fetch_datasets
 
   python3 scripts/world/make_fixture.py [DATA_DIR] > Tests/Fixtures/world/datasets.json
 
-It re-implements the Animal-MNIST split (SplitMix64 + Fisher-Yates, see Sources/World/Datasets.swift) and
-the scene resampling formula (Sources/World/Scene.swift) in float64.
+It re-implements the Animal-MNIST split (SplitMix64 + Fisher-Yates, see Sources/Testbed/World/Datasets.swift) and
+the scene resampling formula (Sources/Testbed/World/Scene.swift) in float64.
 """
 import json
 import math
