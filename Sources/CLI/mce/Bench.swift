@@ -6,7 +6,7 @@ import Foundation
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks (random weights; JSON on stdout). Compare with scripts/bench_reference.py run in the same session.",
+        abstract: "Benchmarks (random weights; JSON on stdout). Compare with scripts/bench_reference.py run alongside (scripts/bench_all.sh alternates them).",
         subcommands: [BenchForward.self, BenchEraseStep.self, BenchTrainStep.self])
 }
 

@@ -20,7 +20,7 @@ struct MCE: ParsableCommand {
         subcommands: [
             Erase.self, Evaluate.self, Attack.self, Masks.self, Generate.self, Sample.self, WorldCommands.self, EngineCommands.self,
             // The engine's and the world's commands under their earlier top-level names, for scripts.
-            Alias<Forward>.self, Alias<Gradient>.self, Alias<Compare>.self, Alias<Bench>.self, Alias<Info>.self, Alias<Export>.self,
+            Alias<Forward>.self, Alias<Gradient>.self, Alias<Compare>.self, GroupAlias<Bench>.self, Alias<Info>.self, Alias<Export>.self,
             Alias<TrainBase>.self, Alias<EvaluateBase>.self, Alias<TrainDetector>.self, Alias<EvaluateDetector>.self,
         ])
 }
@@ -53,6 +53,16 @@ struct Alias<C: ParsableCommand>: ParsableCommand {
     @OptionGroup var command: C
 
     mutating func run() throws { try command.run() }
+}
+
+/// A command group under its earlier top-level name, hidden from the help (`mce bench forward` = `mce engine bench forward`).
+struct GroupAlias<C: ParsableCommand>: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        var c = C.configuration
+        c.commandName = C._commandName
+        c.shouldDisplay = false
+        return c
+    }
 }
 
 enum Precision: String, ExpressibleByArgument, CaseIterable {
