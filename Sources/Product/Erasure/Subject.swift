@@ -1,3 +1,4 @@
+import BLAS
 import Flux
 import Pipeline
 
