@@ -43,12 +43,7 @@ struct EngineCommands: ParsableCommand {
 
 /// A command under its earlier top-level name, hidden from the help (`mce forward` = `mce engine forward`).
 struct Alias<C: ParsableCommand>: ParsableCommand {
-    static var configuration: CommandConfiguration {
-        var c = C.configuration
-        c.commandName = C._commandName
-        c.shouldDisplay = false
-        return c
-    }
+    static var configuration: CommandConfiguration { hidden(C.self) }
 
     @OptionGroup var command: C
 
@@ -57,12 +52,15 @@ struct Alias<C: ParsableCommand>: ParsableCommand {
 
 /// A command group under its earlier top-level name, hidden from the help (`mce bench forward` = `mce engine bench forward`).
 struct GroupAlias<C: ParsableCommand>: ParsableCommand {
-    static var configuration: CommandConfiguration {
-        var c = C.configuration
-        c.commandName = C._commandName
-        c.shouldDisplay = false
-        return c
-    }
+    static var configuration: CommandConfiguration { hidden(C.self) }
+}
+
+/// `C`'s configuration under its own name, left out of the help.
+func hidden<C: ParsableCommand>(_: C.Type) -> CommandConfiguration {
+    var c = C.configuration
+    c.commandName = C._commandName
+    c.shouldDisplay = false
+    return c
 }
 
 enum Precision: String, ExpressibleByArgument, CaseIterable {
