@@ -1,5 +1,6 @@
 import ArgumentParser
 import BLAS
+import Pipeline
 import Foundation
 
 @main
@@ -175,7 +176,7 @@ func whyNotWritable(_ path: String) -> String? {
 
 /// `--guidance` of the sampling commands: a finite scale ≥ 0 (1 = off, 0 = the empty prompt only).
 func checkGuidance(_ g: Double) throws {
-    if !(g.isFinite && g >= 0) { throw ValidationError("--guidance must be a finite number ≥ 0 (1 = off), got \(g)") }
+    if let problem = guidanceProblem(g) { throw ValidationError(problem) }
 }
 
 func log(_ s: String) {

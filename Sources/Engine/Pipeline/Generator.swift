@@ -14,6 +14,12 @@ public protocol LatentSpace: AnyObject {
     func noise(seed: UInt64) -> [Float]
 }
 
+/// What is wrong with a classifier-free guidance scale as `--guidance`, or nil: it must be finite and ≥ 0
+/// (1 = off, 0 = the empty prompt only).
+public func guidanceProblem(_ scale: Double) -> String? {
+    scale.isFinite && scale >= 0 ? nil : "--guidance must be a finite number ≥ 0 (1 = off), got \(scale)"
+}
+
 /// Text-to-latent sampling: prompts and seeds in, final packed latents out, with N Euler steps of the
 /// flow-matching schedule and classifier-free guidance (v = v(∅) + s·(v(c) − v(∅))) when `guidanceScale` ≠ 1.
 /// The steps are `Euler.step` and `Guidance.combine`, the same the checkpointed backward replays.

@@ -75,7 +75,7 @@ public struct EraseRequest: Sendable {
         if !(unitCost >= 0 && unitCost.isFinite) { throw bad("--unit-cost must be ≥ 0 and finite, got \(unitCost)") }
         if !eta.isFinite { throw bad("--eta must be finite") }
         if let beta, !beta.isFinite { throw bad("--beta must be finite, got \(beta)") }
-        if !(guidance.isFinite && guidance >= 0) { throw bad("--guidance must be a finite number ≥ 0 (1 = off), got \(guidance)") }
+        if let problem = guidanceProblem(guidance) { throw bad(problem) }
         // At guidance 0 the sampler follows the empty prompt only: every prompt gives the same sample, so the
         // loss is 0 and nothing can be erased.
         if guidance == 0 { throw bad("--guidance 0 samples the empty prompt only, so there is nothing to erase; use 1 (off) or more") }
