@@ -828,7 +828,4 @@ public struct ErasureCost: Codable, Sendable {
     public let eraseSeconds: Double
     public let peakRSSMiB: Double
     public init(eraseSeconds: Double, peakRSSMiB: Double) { self.eraseSeconds = eraseSeconds; self.peakRSSMiB = peakRSSMiB }
-
-    /// Peak resident set size of this process so far, in MiB.
-    public static func peakRSSMiB() -> Double { peakResidentMiB() }
 }

@@ -1,3 +1,4 @@
+import BLAS
 import Erasure
 import Evaluation
 import Flux
@@ -306,7 +307,7 @@ public struct EraseJob {
         let eraser = lastEraser!
         let items = kept.map { runs[$0].items } ?? runs.flatMap(\.items)
 
-        let cost = ErasureCost(eraseSeconds: Date().timeIntervalSince(eraseStart), peakRSSMiB: ErasureCost.peakRSSMiB())
+        let cost = ErasureCost(eraseSeconds: Date().timeIntervalSince(eraseStart), peakRSSMiB: peakResidentMiB())
         var meta: [String: String] = [
             MaskFile.Key.concept: o.concepts.map(\.name).joined(separator: ","), "method": o.method.rawValue,
             "objective": o.method == .esd ? "ESD negative guidance, eta \(q.eta)" : "\(o.method == .perStep ? "per-step velocity" : "final-sample") MSE, target \(o.target)",

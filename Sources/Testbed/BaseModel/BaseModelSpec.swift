@@ -98,7 +98,4 @@ extension Generator {
                        progress: ((Int, Int) -> Void)? = nil) throws -> [RGBImage] {
         try latents(encodings: encodings, seeds: seeds, masks: masks, progress: progress).map(BaseModelSpec.image(fromLatent:))
     }
-
-    /// Packed tokens in [−1, 1] (clamped) → RGB image in [0, 1].
-    public static func image(fromLatent l: [Float]) -> RGBImage { BaseModelSpec.image(fromLatent: l) }
 }
