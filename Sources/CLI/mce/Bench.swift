@@ -57,13 +57,13 @@ struct BenchForward: ParsableCommand {
     @Option(help: "Untimed warm-up calls.")
     var warmup: Int = 3
 
-    @Option(help: "Compute precision.")
-    var precision: Precision = .f32
+    @OptionGroup var precisionOption: PrecisionOption
 
     func run() throws {
         try reportingErrors {
-            switch precision {
-            case .f32: try run(Float.self)
+            precisionOption.apply()
+            switch precisionOption.precision {
+            case .f32, .bf16: try run(Float.self)
             case .f64: try run(Double.self)
             }
         }
@@ -78,8 +78,8 @@ struct BenchForward: ParsableCommand {
         let (median, fastest, count) = try timed(repeats: repeats) { _ = try model.forward(hidden: x.p, sigma: [0.5], cond: cond) }
         let flops = cfg.forwardFLOPs(textTokens: lt, imageTokens: li)
         printJSON([
-            "impl": "mce (Swift, \(blasName))", "bench": "forward", "config": config.rawValue,
-            "precision": T.precisionName, "median_s": median, "min_s": fastest,
+            "impl": "mce (Swift, \(backendName))", "bench": "forward", "config": config.rawValue,
+            "precision": T.self == Double.self ? "f64" : precisionOption.precision.effectiveName, "median_s": median, "min_s": fastest,
             "gflop_per_forward": flops / 1e9, "gflops": flops / median / 1e9,
             "peak_rss_mib": peakResidentMiB(), "threads": Parallel.workerCount, "repeats": count,
             "blas_core": KernelSelection.coreName,
@@ -101,12 +101,16 @@ struct BenchEraseStep: ParsableCommand {
     @Option(help: "Timed iterations (the median is reported).")
     var repeats: Int = 5
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     func validate() throws {
         if steps < 1 { throw ValidationError("--steps must be ≥ 1") }
+        try precisionOption.validateFloatOnly()
     }
 
     func run() throws {
         try reportingErrors {
+            precisionOption.apply()
             let cfg = config.config
             let (model, cond, randn) = try config.setup(Float.self)
             let lt = BenchConfig.textTokens, li = config.grid * config.grid
@@ -135,7 +139,8 @@ struct BenchEraseStep: ParsableCommand {
             // Counted as the PyTorch reference counts it: N forward steps + N replays + their backward = 3N forwards.
             let flops = 3 * Double(steps) * cfg.forwardFLOPs(textTokens: lt, imageTokens: li)
             printJSON([
-                "impl": "mce (Swift, \(blasName))", "bench": "erase-step", "config": config.rawValue, "steps": steps,
+                "impl": "mce (Swift, \(backendName))", "bench": "erase-step", "config": config.rawValue, "steps": steps,
+                "precision": precisionOption.precision.effectiveName,
                 "median_s": median, "min_s": fastest, "gflops": flops / median / 1e9,
                 "peak_rss_mib": peakResidentMiB(), "threads": Parallel.workerCount, "repeats": count,
                 "blas_core": KernelSelection.coreName, "masked_units": logits.reduce(0) { $0 + $1.count },
@@ -161,13 +166,17 @@ struct BenchTrainStep: ParsableCommand {
     @Option(help: "Timed steps (the median is reported).")
     var repeats: Int = 5
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     func validate() throws {
         if batch < 1 || repeats < 1 { throw ValidationError("--batch and --repeats must be ≥ 1") }
         if let t = textTokens, t < 1 { throw ValidationError("--text-tokens must be ≥ 1") }
+        try precisionOption.validateFloatOnly()
     }
 
     func run() throws {
         try reportingErrors {
+            precisionOption.apply()
             let cfg = config.config, B = batch
             let lt = try textTokens ?? PromptEncoder().paddedLength, li = config.grid * config.grid
             let (model, cond, randn) = try config.setup(Float.self, batch: B, textTokens: lt)
@@ -185,6 +194,7 @@ struct BenchTrainStep: ParsableCommand {
                     return (l, d)
                 })
                 optimizer.update(model.weights.allBuffers, weightGrads.allBuffers)
+                model.weights.weightsChanged()
             }
             try step()
             let (median, fastest, count) = try timed(repeats: repeats, step)
@@ -194,7 +204,8 @@ struct BenchTrainStep: ParsableCommand {
             // Counted as the PyTorch reference counts it: a training step is 3 forwards' worth of FLOPs per sample.
             let flops = 3 * cfg.forwardFLOPs(textTokens: lt, imageTokens: li, batch: B)
             printJSON([
-                "impl": "mce (Swift, \(blasName))", "bench": "train-step", "config": config.rawValue, "batch": B,
+                "impl": "mce (Swift, \(backendName))", "bench": "train-step", "config": config.rawValue, "batch": B,
+                "precision": precisionOption.precision.effectiveName,
                 "text_tokens": lt, "image_tokens": li, "median_s": median, "min_s": fastest,
                 "samples_per_s": Double(B) / median, "gflops": flops / median / 1e9,
                 "peak_rss_mib": peakResidentMiB(), "threads": Parallel.workerCount, "repeats": count,
@@ -209,6 +220,9 @@ let blasName = "Accelerate"
 #else
 let blasName = "OpenBLAS"
 #endif
+
+/// What runs the matrix products of models made now: BLAS in f32, oneDNN in bf16.
+var backendName: String { Precision.forNewModels == .bf16 && BF16.isNative ? BF16.backend + " bf16" : blasName }
 
 func printJSON(_ dict: [String: Any]) {
     let data = try! JSONSerialization.data(withJSONObject: dict, options: [.sortedKeys])

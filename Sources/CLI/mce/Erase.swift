@@ -21,6 +21,8 @@ struct Erase: ParsableCommand {
         --resume continues from it.
         """)
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     @Option(name: .long, help: "Concept to erase (repeatable). A world class or synonym erases the class under all its names.")
     var concept: [String] = []
     @Option(name: .long, help: "Extra phrase naming the concept (repeatable).") var synonym: [String] = []
@@ -90,11 +92,13 @@ struct Erase: ParsableCommand {
     }
 
     func validate() throws {
+        try precisionOption.validateFloatOnly()
         do { try request.validate() } catch { throw ValidationError("\(error)") }
     }
 
     func run() throws {
         try reportingErrors {
+            precisionOption.apply()
             try prepareOutputFolder(out)
             let transformer = FluxTransformer(weights: try FluxWeightLoader(path: model).load(as: Float.self))
             let subject = WorldSubject(transformer: transformer, encoder: try PromptEncoder())

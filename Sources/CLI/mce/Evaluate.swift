@@ -18,6 +18,8 @@ struct Evaluate: ParsableCommand {
         checkpoints), one report column each; runs whose masks record β give a β-sweep plot.
         """)
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     @Option(help: "Base (original) model.") var model: String = BaseModelSpec.defaultModelPath
     @Option(help: "Mask file, or the output folder of `mce erase`.") var masks: String?
     @Option(help: "A baked (erased) checkpoint.") var erased: String?
@@ -38,6 +40,7 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "Also write every sample and the real reference scenes as PNG under OUT/samples (for scripts/evaluation/standard_fid.py).") var saveSamples = false
 
     func validate() throws {
+        try precisionOption.validateFloatOnly()
         if masks == nil && erased == nil && compare.isEmpty { throw ValidationError("give --masks FILE, --erased PATH or --compare RUN…") }
         if masks != nil && erased != nil { throw ValidationError("give --masks or --erased, not both (use --compare for more)") }
         if samples < 1 || perClass < 1 { throw ValidationError("--samples and --per-class must be ≥ 1") }
@@ -61,6 +64,7 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            precisionOption.apply()
             let fm = FileManager.default
             guard fm.fileExists(atPath: detector) else { throw CLIError("--detector: \(detector) not found") }
             let loader = try FluxWeightLoader(path: model)

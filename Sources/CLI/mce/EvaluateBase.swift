@@ -10,6 +10,8 @@ struct EvaluateBase: ParsableCommand {
         commandName: "evaluate-base",
         abstract: "Measures the base model with the concept detector: generated vs real object accuracy, colours, held-out wording, in-domain FID.")
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     @Option(help: "Model folder.") var model: String = BaseModelSpec.defaultModelPath
     @Option(help: "Detector weights.") var detector: String = SceneDetector.defaultPath
     @Option(help: "Samples per prompt set (held-in, held-out, real).") var samples: Int = 1000
@@ -20,6 +22,7 @@ struct EvaluateBase: ParsableCommand {
     @Flag(help: "Print the report as JSON on stdout.") var json = false
 
     func validate() throws {
+        try precisionOption.validateFloatOnly()
         if samples < 20 { throw ValidationError("--samples must be ≥ 20 (one per class at least)") }
         if steps < 1 { throw ValidationError("--steps must be ≥ 1") }
         try checkGuidance(guidance)
@@ -27,6 +30,7 @@ struct EvaluateBase: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            precisionOption.apply()
             let transformer = FluxTransformer(weights: try FluxWeightLoader(path: model).load(as: Float.self))
             let gen = Generator(model: transformer, encoder: try PromptEncoder(), steps: steps, guidanceScale: guidance)
             let det = try SceneDetector(path: detector)

@@ -22,7 +22,7 @@ struct Forward: ParsableCommand, PrecisionCommand {
         let model = try loadModel(modelOptions, as: T.self)
         let inp = try ModelInputs<T>(path: inputs, config: model.config, requireTimestep: true)
         let out = try model.forward(hidden: inp.hidden.p, sigma: inp.timestep!, cond: inp.cond)
-        try writeTensors(output, metadata: ["command": "forward", "precision": T.precisionName]) { w in
+        try writeTensors(output, metadata: ["command": "forward", "precision": modelOptions.precisionName]) { w in
             let shape = [inp.batch, inp.imageTokens, model.config.outputChannels]
             w.add("output", shape: shape, floats: out.array.map { Float($0) })
             // f64 runs exist for tight comparisons, which an F32 tensor would round away.

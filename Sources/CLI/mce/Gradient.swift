@@ -64,7 +64,7 @@ struct Gradient: ParsableCommand, PrecisionCommand {
 
         let hs = try file.info("hidden_states").shape
         try writeTensors(output, metadata: ["command": "gradient", "steps": "\(steps)", "shift": shiftKind.rawValue,
-                                           "precision": T.precisionName, "loss": "mean((x0-target)^2)", "mask": "sigmoid(logits)"]) { w in
+                                           "precision": modelOptions.precisionName, "loss": "mean((x0-target)^2)", "mask": "sigmoid(logits)"]) { w in
             w.add("loss", shape: [1], doubles: [result.loss])
             w.add("sample_final", shape: hs, doubles: result.sample.array.map { Double($0) })
             for site in sites {

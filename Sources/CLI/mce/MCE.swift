@@ -64,8 +64,24 @@ func hidden<C: ParsableCommand>(_: C.Type) -> CommandConfiguration {
     return c
 }
 
-enum Precision: String, ExpressibleByArgument, CaseIterable {
-    case f32, f64
+extension Precision: ExpressibleByArgument {}
+
+/// `--precision`, for every command that runs the transformer.
+struct PrecisionOption: ParsableArguments {
+    @Option(help: "Compute precision: f32 (the reference), bf16 (matrix products in bfloat16 through oneDNN with f32 accumulation; element-wise work stays f32), or f64 (reference checks; only where the command has an f64 path).")
+    var precision: Precision = .f32
+
+    /// Refuses f64 for commands that run in Float only.
+    func validateFloatOnly() throws {
+        if precision == .f64 { throw ValidationError("--precision f64 is for the reference commands (forward, sample, gradient, bench forward); use f32 or bf16") }
+    }
+
+    /// Makes every Float model loaded from now on compute in this precision; returns the name that ran.
+    @discardableResult
+    func apply() -> String {
+        Precision.forNewModels = precision == .f64 ? .f32 : precision
+        return precision.effectiveName
+    }
 }
 
 /// Options shared by the commands that load a model.
@@ -79,8 +95,10 @@ struct ModelOptions: ParsableArguments {
     @Flag(help: "Decode block weights from the mapped file on every use instead of keeping them in RAM (for models larger than memory).")
     var stream = false
 
-    @Option(help: "Compute precision: f32, or f64 for tight reference checks.")
-    var precision: Precision = .f32
+    @OptionGroup var precisionOption: PrecisionOption
+    var precision: Precision { precisionOption.precision }
+    /// The precision that ran, for outputs' metadata.
+    var precisionName: String { precision == .f64 ? "f64" : precision.effectiveName }
 }
 
 /// Commands that load a model and run in the precision `--precision` asks for.
@@ -93,8 +111,9 @@ extension PrecisionCommand {
     /// Runs `run(T.self)` for the chosen precision, reporting errors as one line.
     func dispatch() throws {
         try reportingErrors {
+            modelOptions.precisionOption.apply()
             switch modelOptions.precision {
-            case .f32: try run(Float.self)
+            case .f32, .bf16: try run(Float.self)
             case .f64: try run(Double.self)
             }
         }

@@ -55,7 +55,7 @@ struct Sample: ParsableCommand, PrecisionCommand {
         let sampler = EulerSampler(transformer: model, cond: inp.cond, schedule: schedule, start: inp.hidden)
         let progress = Progress(total: steps, label: "sampling")
         let x = try sampler.run { done, _ in progress.update(done) }
-        var meta = ["command": "sample", "steps": "\(steps)", "shift": shiftKind.rawValue, "precision": T.precisionName]
+        var meta = ["command": "sample", "steps": "\(steps)", "shift": shiftKind.rawValue, "precision": modelOptions.precisionName]
         if case .exponential(let mu) = timeShift { meta["mu"] = "\(mu)" }
         try writeTensors(output, metadata: meta) { w in
             let shape = [inp.batch, inp.imageTokens, model.config.outputChannels]

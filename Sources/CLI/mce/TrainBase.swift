@@ -14,6 +14,8 @@ struct TrainBase: ParsableCommand {
         abstract: "Trains the base text-to-image model from scratch on the world's training scenes (rectified flow).",
         discussion: "Checkpoints go to OUT/checkpoint.safetensors every --checkpoint-every steps; --resume continues from it. At the end the EMA weights are written as a diffusers model folder OUT/model.")
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     @Option(help: "Output folder.") var out: String = "out/train-base"
     @Flag(help: "Continue from OUT/checkpoint.safetensors.") var resume = false
     @Flag(help: "With --resume: accept a checkpoint planned for a different --steps; the cosine schedule continues from the current step towards the new end (recorded in the checkpoint).") var reschedule = false
@@ -29,6 +31,7 @@ struct TrainBase: ParsableCommand {
     @Option(help: "Stop after this many steps of this invocation (the run can be resumed).") var maxSteps: Int?
 
     func validate() throws {
+        try precisionOption.validateFloatOnly()
         if steps < 1 || batch < 1 { throw ValidationError("--steps and --batch must be ≥ 1") }
         if !(lr > 0) { throw ValidationError("--lr must be > 0") }
         if width < 64 || width % 64 != 0 { throw ValidationError("--width must be a positive multiple of 64") }
@@ -36,6 +39,7 @@ struct TrainBase: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            precisionOption.apply()
             var o = TrainingOptions()
             o.steps = steps; o.batch = batch; o.lr = lr; o.warmup = warmup; o.width = width
             o.doubleBlocks = doubleBlocks; o.singleBlocks = singleBlocks; o.seed = seed
@@ -84,6 +88,8 @@ struct Generate: ParsableCommand {
         beside it when there is one). It draws the same samples as `mce evaluate` for the same prompt and seed.
         """)
 
+    @OptionGroup var precisionOption: PrecisionOption
+
     @Option(name: .long, help: "Prompt (repeatable).") var prompt: [String] = []
     @Option(help: "Model folder (default: the committed base model).") var model: String = BaseModelSpec.defaultModelPath
     @Option(help: "Sample the erased model: a mask file, or the output folder of `mce erase`.") var masks: String?
@@ -95,6 +101,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Output folder.") var out: String = "out/generate"
 
     func validate() throws {
+        try precisionOption.validateFloatOnly()
         if prompt.isEmpty { throw ValidationError("give at least one --prompt") }
         if count < 1 || steps < 1 { throw ValidationError("--count and --steps must be ≥ 1") }
         if masks != nil && erased != nil { throw ValidationError("give --masks or --erased, not both") }
@@ -103,6 +110,7 @@ struct Generate: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            precisionOption.apply()
             let loader = try FluxWeightLoader(path: model)
             let transformer = FluxTransformer(weights: try loader.load(as: Float.self))
             let encoder = try PromptEncoder()

@@ -45,7 +45,7 @@ extension FluxTransformer {
         let B = cond.batch, Lt = cond.textTokens, Li = cond.imageTokens, S = Lt + Li, d = cfg.dim
         // Output head.
         let dxn = Buffer<T>.zeros(B * Li * d)
-        linearBackward(dx: dxn.p, dW: pg?.projOut.w.p, db: pg?.projOut.b.p, dy: dOut, x: tape.finalXn.p, w: top.projOut.w.p,
+        linearBackward(dx: dxn.p, dW: pg?.projOut.w.p, db: pg?.projOut.b.p, dy: dOut, x: tape.finalXn.p, w: top.projOut,
                        rows: B * Li, inDim: d, outDim: cfg.outputChannels)
         let de = Buffer<T>.zeros(B * 2 * d)
         let dx = Buffer<T>.zeros(B * Li * d)
@@ -53,7 +53,7 @@ extension FluxTransformer {
                         mean: tape.finalMean!.p, rstd: tape.finalRstd!.p, scale: tape.finalMod.p, modStride: 2 * d,
                         rows: B * Li, tokensPerSample: Li, C: d)
         let dSiluTemb = Buffer<T>.zeros(B * d)
-        linearBackward(dx: dSiluTemb.p, dW: pg?.normOut.w.p, db: pg?.normOut.b.p, dy: de.p, x: tape.siluTemb.p, w: top.normOut.w.p,
+        linearBackward(dx: dSiluTemb.p, dW: pg?.normOut.w.p, db: pg?.normOut.b.p, dy: de.p, x: tape.siluTemb.p, w: top.normOut,
                        rows: B, inDim: d, outDim: 2 * d)
 
         // Single blocks, last first, on the joint sequence (text rows get no gradient from the head).
@@ -73,9 +73,9 @@ extension FluxTransformer {
 
         // Embedders.
         linearBackward(dx: grads.hidden.p, dW: pg?.xEmbedder.w.p, db: pg?.xEmbedder.b.p, dy: dx.p, x: tape.hidden.p,
-                       w: top.xEmbedder.w.p, rows: B * Li, inDim: cfg.inChannels, outDim: d)
+                       w: top.xEmbedder, rows: B * Li, inDim: cfg.inChannels, outDim: d)
         linearBackward(dx: grads.encoderHiddenStates.p, dW: pg?.contextEmbedder.w.p, db: pg?.contextEmbedder.b.p, dy: dc.p,
-                       x: cond.encoderHiddenStates.p, w: top.contextEmbedder.w.p, rows: B * Lt, inDim: cfg.jointAttentionDim, outDim: d)
+                       x: cond.encoderHiddenStates.p, w: top.contextEmbedder, rows: B * Lt, inDim: cfg.jointAttentionDim, outDim: d)
         let dTemb = Buffer<T>.zeros(B * d)
         siluBackward(dx: dTemb.p, dy: dSiluTemb.p, x: tape.temb.p, count: B * d)
         /// Backward of linear_2(SiLU(linear_1(input))) given d(output) = dTemb; dInput accumulates when given.
@@ -84,10 +84,10 @@ extension FluxTransformer {
             let act = Buffer<T>(uninitialized: B * d)
             siluForward(act.p, pre.p, count: B * d)
             let dAct = Buffer<T>.zeros(B * d)
-            linearBackward(dx: dAct.p, dW: g2?.w.p, db: g2?.b.p, dy: dTemb.p, x: act.p, w: l2.w.p, rows: B, inDim: d, outDim: d)
+            linearBackward(dx: dAct.p, dW: g2?.w.p, db: g2?.b.p, dy: dTemb.p, x: act.p, w: l2, rows: B, inDim: d, outDim: d)
             let dPre = Buffer<T>.zeros(B * d)
             siluBackward(dx: dPre.p, dy: dAct.p, x: pre.p, count: B * d)
-            linearBackward(dx: dInput, dW: g1?.w.p, db: g1?.b.p, dy: dPre.p, x: input, w: l1.w.p, rows: B, inDim: l1.inDim, outDim: d)
+            linearBackward(dx: dInput, dW: g1?.w.p, db: g1?.b.p, dy: dPre.p, x: input, w: l1, rows: B, inDim: l1.inDim, outDim: d)
         }
         mlpBackward(top.textLinear1, top.textLinear2, g1: pg?.textLinear1, g2: pg?.textLinear2,
                     input: cond.pooledProjections.p, pre: tape.textPre, dInput: grads.pooledProjections.p)
@@ -111,7 +111,7 @@ extension FluxTransformer {
             scaleColumnsBackward(dmod.p, ld: lin.outDim, x: raw.p, ldx: lin.outDim, mask: mask.p, dmask: grads.masks[site]?.p,
                                  rows: B, cols: lin.outDim)
         }
-        linearBackward(dx: dSiluTemb.p, dW: grad?.w.p, db: grad?.b.p, dy: dmod.p, x: siluTemb.p, w: lin.w.p,
+        linearBackward(dx: dSiluTemb.p, dW: grad?.w.p, db: grad?.b.p, dy: dmod.p, x: siluTemb.p, w: lin,
                        rows: B, inDim: lin.inDim, outDim: lin.outDim)
     }
 
@@ -126,11 +126,11 @@ extension FluxTransformer {
         gatedResidualBackward(dgate: dmod.p + 5 * d, dmodStride: 6 * d, df: df.p, dh: ds.p, f: ff.f.p, gate: mod.p + 5 * d,
                               modStride: 6 * d, rows: rows, tokensPerSample: L, C: d)
         let dg = Buffer<T>.zeros(rows * m)
-        linearBackward(dx: dg.p, dW: g2?.w.p, db: g2?.b.p, dy: df.p, x: ff.gm.p, w: ff2.w.p, rows: rows, inDim: m, outDim: d)
+        linearBackward(dx: dg.p, dW: g2?.w.p, db: g2?.b.p, dy: df.p, x: ff.gm.p, w: ff2, rows: rows, inDim: m, outDim: d)
         if let mask { scaleColumnsBackward(dg.p, ld: m, x: ff.g.p, ldx: m, mask: mask.p, dmask: dmask?.p, rows: rows, cols: m) }
         geluBackward(dg.p, ld: m, pre: ff.u.p, ldp: m, rows: rows, cols: m)
         let dsn = Buffer<T>.zeros(rows * d)
-        linearBackward(dx: dsn.p, dW: g0?.w.p, db: g0?.b.p, dy: dg.p, x: ff.sn.p, w: ff0.w.p, rows: rows, inDim: d, outDim: m)
+        linearBackward(dx: dsn.p, dW: g0?.w.p, db: g0?.b.p, dy: dg.p, x: ff.sn.p, w: ff0, rows: rows, inDim: d, outDim: m)
         adaNormBackward(dx: ds.p, dshift: dmod.p + 3 * d, dscale: dmod.p + 4 * d, dmodStride: 6 * d, dout: dsn.p, x: x1.p,
                         mean: ff.mean.p, rstd: ff.rstd.p, scale: mod.p + 4 * d, modStride: 6 * d, rows: rows, tokensPerSample: L, C: d)
     }
@@ -160,9 +160,9 @@ extension FluxTransformer {
         gatedResidualBackward(dgate: dmodc.p + 2 * d, dmodStride: 6 * d, df: daTxt.p, dh: dc.p, f: t.aTxt.p, gate: t.modc.p + 2 * d,
                               modStride: 6 * d, rows: B * Lt, tokensPerSample: Lt, C: d)
         let doImg = Buffer<T>.zeros(B * Li * d), doTxt = Buffer<T>.zeros(B * Lt * d)
-        linearBackward(dx: doImg.p, dW: pg?.toOut.w.p, db: pg?.toOut.b.p, dy: daImg.p, x: t.oImg.p, w: w.toOut.w.p,
+        linearBackward(dx: doImg.p, dW: pg?.toOut.w.p, db: pg?.toOut.b.p, dy: daImg.p, x: t.oImg.p, w: w.toOut,
                        rows: B * Li, inDim: d, outDim: d)
-        linearBackward(dx: doTxt.p, dW: pg?.toAddOut.w.p, db: pg?.toAddOut.b.p, dy: daTxt.p, x: t.oTxt.p, w: w.toAddOut.w.p,
+        linearBackward(dx: doTxt.p, dW: pg?.toAddOut.w.p, db: pg?.toAddOut.b.p, dy: daTxt.p, x: t.oTxt.p, w: w.toAddOut,
                        rows: B * Lt, inDim: d, outDim: d)
         let dO = Buffer<T>(uninitialized: B * S * d)
         joinStreams(dO.p, ldj: d, txt: doTxt.p, img: doImg.p, B: B, Lt: Lt, Li: Li, C: d)
@@ -174,7 +174,8 @@ extension FluxTransformer {
         // Joint attention, RoPE, QK RMSNorm.
         let dqkv = Buffer<T>(uninitialized: B * S * 3 * d)
         attentionBackward(dq: dqkv.p, dk: dqkv.p + d, dv: dqkv.p + 2 * d, ldg: 3 * d, dO: dO.p, ldo: d,
-                          q: t.qkv.p, k: t.qkv.p + d, v: t.qkv.p + 2 * d, ld: 3 * d, probs: t.probs!.p, B: B, S: S, heads: H, D: D)
+                          q: t.qkv.p, k: t.qkv.p + d, v: t.qkv.p + 2 * d, ld: 3 * d, probs: t.probs!.p, B: B, S: S, heads: H, D: D,
+                          mode: weights.matmulMode)
         ropeBackward(dqkv.p, ld: 3 * d, cos: cond.rope.cos.p, sin: cond.rope.sin.p, rows: B * S, S: S, heads: H, D: D)
         ropeBackward(dqkv.p + d, ld: 3 * d, cos: cond.rope.cos.p, sin: cond.rope.sin.p, rows: B * S, S: S, heads: H, D: D)
         let dImg = Buffer<T>(uninitialized: B * Li * 3 * d), dTxt = Buffer<T>(uninitialized: B * Lt * 3 * d)
@@ -194,9 +195,9 @@ extension FluxTransformer {
                                  rows: B * Lt, cols: d)
         }
         let dxn = Buffer<T>.zeros(B * Li * d), dcn = Buffer<T>.zeros(B * Lt * d)
-        linearBackward(dx: dxn.p, dW: pg?.qkv.w.p, db: pg?.qkv.b.p, dy: dImg.p, x: t.xn.p, w: w.qkv.w.p,
+        linearBackward(dx: dxn.p, dW: pg?.qkv.w.p, db: pg?.qkv.b.p, dy: dImg.p, x: t.xn.p, w: w.qkv,
                        rows: B * Li, inDim: d, outDim: 3 * d)
-        linearBackward(dx: dcn.p, dW: pg?.addQKV.w.p, db: pg?.addQKV.b.p, dy: dTxt.p, x: t.cn.p, w: w.addQKV.w.p,
+        linearBackward(dx: dcn.p, dW: pg?.addQKV.w.p, db: pg?.addQKV.b.p, dy: dTxt.p, x: t.cn.p, w: w.addQKV,
                        rows: B * Lt, inDim: d, outDim: 3 * d)
         adaNormBackward(dx: dx.p, dshift: dmod.p, dscale: dmod.p + d, dmodStride: 6 * d, dout: dxn.p, x: t.x.p,
                         mean: t.meanX!.p, rstd: t.rstdX!.p, scale: t.mod.p + d, modStride: 6 * d, rows: B * Li, tokensPerSample: Li, C: d)
@@ -225,7 +226,7 @@ extension FluxTransformer {
         gatedResidualBackward(dgate: dmod.p + 2 * d, dmodStride: 3 * d, df: dout.p, dh: dh.p, f: t.out.p, gate: t.mod.p + 2 * d,
                               modStride: 3 * d, rows: rows, tokensPerSample: S, C: d)
         let da = Buffer<T>.zeros(rows * ld2)
-        linearBackward(dx: da.p, dW: pg?.projOut.w.p, db: pg?.projOut.b.p, dy: dout.p, x: t.a.p, w: w.projOut.w.p,
+        linearBackward(dx: da.p, dW: pg?.projOut.w.p, db: pg?.projOut.b.p, dy: dout.p, x: t.a.p, w: w.projOut,
                        rows: rows, inDim: ld2, outDim: d)
         if let mask = masks[site(.projMLP)] {
             scaleColumnsBackward(da.p + d, ld: ld2, x: t.aPre.p + d, ldx: ld2, mask: mask.p, dmask: grads.masks[site(.projMLP)]?.p,
@@ -240,7 +241,8 @@ extension FluxTransformer {
         for r in 0..<rows { (dF.p + r * ld1 + 3 * d).update(from: da.p + r * ld2 + d, count: m) }
         geluBackward(dF.p + 3 * d, ld: ld1, pre: t.f.p + 3 * d, ldp: ld1, rows: rows, cols: m)
         attentionBackward(dq: dF.p, dk: dF.p + d, dv: dF.p + 2 * d, ldg: ld1, dO: da.p, ldo: ld2,
-                          q: t.f.p, k: t.f.p + d, v: t.f.p + 2 * d, ld: ld1, probs: t.probs!.p, B: B, S: S, heads: H, D: D)
+                          q: t.f.p, k: t.f.p + d, v: t.f.p + 2 * d, ld: ld1, probs: t.probs!.p, B: B, S: S, heads: H, D: D,
+                          mode: weights.matmulMode)
         ropeBackward(dF.p, ld: ld1, cos: cond.rope.cos.p, sin: cond.rope.sin.p, rows: rows, S: S, heads: H, D: D)
         ropeBackward(dF.p + d, ld: ld1, cos: cond.rope.cos.p, sin: cond.rope.sin.p, rows: rows, S: S, heads: H, D: D)
         rmsNormHeadsBackward(dF.p, ld: ld1, x: t.fPre!.p, ldx: ld1, rrms: t.rQ!.p, w: w.normQ.p, dw: pg?.normQ.p,
@@ -248,7 +250,7 @@ extension FluxTransformer {
         rmsNormHeadsBackward(dF.p + d, ld: ld1, x: t.fPre!.p + d, ldx: ld1, rrms: t.rK!.p, w: w.normK.p, dw: pg?.normK.p,
                              rows: rows, heads: H, D: D)
         let dhn = Buffer<T>.zeros(rows * d)
-        linearBackward(dx: dhn.p, dW: pg?.linear1.w.p, db: pg?.linear1.b.p, dy: dF.p, x: t.hn.p, w: w.linear1.w.p,
+        linearBackward(dx: dhn.p, dW: pg?.linear1.w.p, db: pg?.linear1.b.p, dy: dF.p, x: t.hn.p, w: w.linear1,
                        rows: rows, inDim: d, outDim: ld1)
         adaNormBackward(dx: dh.p, dshift: dmod.p, dscale: dmod.p + d, dmodStride: 3 * d, dout: dhn.p, x: t.h.p,
                         mean: t.mean!.p, rstd: t.rstd!.p, scale: t.mod.p + d, modStride: 3 * d, rows: rows, tokensPerSample: S, C: d)

@@ -209,7 +209,8 @@ public final class FluxTransformer<T: Scalar>: @unchecked Sendable {
         ropeForward(qkv.p + d, ld: 3 * d, cos: cond.rope.cos.p, sin: cond.rope.sin.p, rows: B * S, S: S, heads: H, D: D)
         let o = Buffer<T>(uninitialized: B * S * d)
         let probs = stats(B * H * S * S)
-        attentionForward(o.p, ldo: d, q: qkv.p, k: qkv.p + d, v: qkv.p + 2 * d, ld: 3 * d, B: B, S: S, heads: H, D: D, probs: probs?.p)
+        attentionForward(o.p, ldo: d, q: qkv.p, k: qkv.p + d, v: qkv.p + 2 * d, ld: 3 * d, B: B, S: S, heads: H, D: D, probs: probs?.p,
+                         mode: weights.matmulMode)
         var oMasked = o
         if let hm = masks[.doubleAttn, i] {
             oMasked = rec ? o.copy() : o
@@ -297,7 +298,8 @@ public final class FluxTransformer<T: Scalar>: @unchecked Sendable {
         let ld2 = d + m
         let a = Buffer<T>(uninitialized: B * S * ld2)
         let probs = stats(B * H * S * S)
-        attentionForward(a.p, ldo: ld2, q: f.p, k: f.p + d, v: f.p + 2 * d, ld: ld1, B: B, S: S, heads: H, D: D, probs: probs?.p)
+        attentionForward(a.p, ldo: ld2, q: f.p, k: f.p + d, v: f.p + 2 * d, ld: ld1, B: B, S: S, heads: H, D: D, probs: probs?.p,
+                         mode: weights.matmulMode)
         geluForward(a.p + d, ldo: ld2, f.p + 3 * d, ldx: ld1, rows: B * S, cols: m)
         let aPre = rec && (masks[.singleAttn, i] != nil || masks[.projMLP, i] != nil) ? a.copy() : a
         if let hm = masks[.singleAttn, i] { scaleHeads(a.p, ld: ld2, rows: B * S, heads: H, D: D, by: hm.p) }

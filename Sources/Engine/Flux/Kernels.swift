@@ -172,7 +172,7 @@ func softmaxRows<T: Scalar>(_ p: UnsafeMutablePointer<T>, rows: Int, n: Int) {
 func attentionForward<T: Scalar>(
     _ o: UnsafeMutablePointer<T>, ldo: Int,
     q: UnsafePointer<T>, k: UnsafePointer<T>, v: UnsafePointer<T>, ld: Int,
-    B: Int, S: Int, heads: Int, D: Int, probs: UnsafeMutablePointer<T>? = nil
+    B: Int, S: Int, heads: Int, D: Int, probs: UnsafeMutablePointer<T>? = nil, mode: MatmulMode = .f32
 ) {
     let scale = 1 / T(D).squareRoot()
     let jobs = B * heads
@@ -187,10 +187,10 @@ func attentionForward<T: Scalar>(
             let b = job / heads, h = job % heads
             let base = b * S * ld + h * D
             let p = probs.map { $0 + job * S * S } ?? scratch!
-            T.gemm(transA: false, transB: true, m: S, n: S, k: D, alpha: scale, a: q + base, lda: ld,
+            Gemm.single(mode: mode, transA: false, transB: true, m: S, n: S, k: D, alpha: scale, a: q + base, lda: ld,
                    b: k + base, ldb: ld, beta: 0, c: p, ldc: S)
             softmaxRows(p, rows: S, n: S)
-            T.gemm(transA: false, transB: false, m: S, n: D, k: S, alpha: 1, a: p, lda: S,
+            Gemm.single(mode: mode, transA: false, transB: false, m: S, n: D, k: S, alpha: 1, a: p, lda: S,
                    b: v + base, ldb: ld, beta: 0, c: o + b * S * ldo + h * D, ldc: ldo)
         }
     }

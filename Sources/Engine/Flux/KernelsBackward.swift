@@ -5,18 +5,36 @@ import BLAS
 // a value used in several places (the residual stream, the conditioning vector) sums its gradients.
 // Formulas: flux.md §7.8; every kernel is checked against central finite differences in the tests.
 
+/// Linear y = x·Wᵀ + b of a model's layer: `linearBackward` below, with the products in the layer's mode (bf16:
+/// dx through W packed once, dW from bf16 operands, both accumulated in f32).
+func linearBackward<T: Scalar>(
+    dx: UnsafeMutablePointer<T>?, ldx: Int? = nil, dW: UnsafeMutablePointer<T>?, db: UnsafeMutablePointer<T>?,
+    dy: UnsafePointer<T>, ldy: Int? = nil, x: UnsafePointer<T>?, ldxIn: Int? = nil, w: LinearWeights<T>,
+    rows: Int, inDim: Int, outDim: Int
+) {
+    guard let pack = w.bf16Pack(backward: true) else {
+        linearBackward(dx: dx, ldx: ldx, dW: dW, db: db, dy: dy, ldy: ldy, x: x, ldxIn: ldxIn, w: w.w.p,
+                       rows: rows, inDim: inDim, outDim: outDim)
+        return
+    }
+    if let dx { pack.product(m: rows, a: float(dy), lda: ldy ?? outDim, c: floatMut(dx), ldc: ldx ?? inDim, bias: nil, accumulate: true) }
+    linearBackward(dx: nil, dW: dW, db: db, dy: dy, ldy: ldy, x: x, ldxIn: ldxIn, w: w.w.p, rows: rows, inDim: inDim,
+                   outDim: outDim, mode: .bf16)
+}
+
 /// Linear y = x·Wᵀ + b. dx += dy·W; optionally dW += dyᵀ·x and db += Σ_rows dy.
 func linearBackward<T: Scalar>(
     dx: UnsafeMutablePointer<T>?, ldx: Int? = nil, dW: UnsafeMutablePointer<T>?, db: UnsafeMutablePointer<T>?,
     dy: UnsafePointer<T>, ldy: Int? = nil, x: UnsafePointer<T>?, ldxIn: Int? = nil, w: UnsafePointer<T>,
-    rows: Int, inDim: Int, outDim: Int
+    rows: Int, inDim: Int, outDim: Int, mode: MatmulMode = .f32
 ) {
     let ldy = ldy ?? outDim
     if let dx {
-        Gemm.run(m: rows, n: inDim, k: outDim, a: dy, lda: ldy, b: w, ldb: inDim, beta: 1, c: dx, ldc: ldx ?? inDim)
+        Gemm.run(mode: mode, m: rows, n: inDim, k: outDim, a: dy, lda: ldy, b: w, ldb: inDim, beta: 1, c: dx, ldc: ldx ?? inDim)
     }
     if let dW, let x {
-        Gemm.run(transA: true, m: outDim, n: inDim, k: rows, a: dy, lda: ldy, b: x, ldb: ldxIn ?? inDim, beta: 1, c: dW, ldc: inDim)
+        Gemm.run(mode: mode, transA: true, m: outDim, n: inDim, k: rows, a: dy, lda: ldy, b: x, ldb: ldxIn ?? inDim, beta: 1,
+                 c: dW, ldc: inDim)
     }
     if let db {
         // Columns split over workers; each sums its columns over all rows.
@@ -178,7 +196,7 @@ func ropeBackward<T: Scalar>(
 func attentionBackward<T: Scalar>(
     dq: UnsafeMutablePointer<T>, dk: UnsafeMutablePointer<T>, dv: UnsafeMutablePointer<T>, ldg: Int,
     dO: UnsafePointer<T>, ldo: Int, q: UnsafePointer<T>, k: UnsafePointer<T>, v: UnsafePointer<T>, ld: Int,
-    probs: UnsafePointer<T>, B: Int, S: Int, heads: Int, D: Int
+    probs: UnsafePointer<T>, B: Int, S: Int, heads: Int, D: Int, mode: MatmulMode = .f32
 ) {
     let scale = 1 / T(D).squareRoot()
     BLASThreads.configureOnce()
@@ -190,10 +208,10 @@ func attentionBackward<T: Scalar>(
             let base = b * S * ld + h * D, gbase = b * S * ldg + h * D, obase = b * S * ldo + h * D
             let p = probs + job * S * S
             // dV = Pᵀ·dO
-            T.gemm(transA: true, transB: false, m: S, n: D, k: S, alpha: 1, a: p, lda: S, b: dO + obase, ldb: ldo,
+            Gemm.single(mode: mode, transA: true, transB: false, m: S, n: D, k: S, alpha: 1, a: p, lda: S, b: dO + obase, ldb: ldo,
                    beta: 0, c: dv + gbase, ldc: ldg)
             // dP = dO·Vᵀ
-            T.gemm(transA: false, transB: true, m: S, n: S, k: D, alpha: 1, a: dO + obase, lda: ldo, b: v + base, ldb: ld,
+            Gemm.single(mode: mode, transA: false, transB: true, m: S, n: S, k: D, alpha: 1, a: dO + obase, lda: ldo, b: v + base, ldb: ld,
                    beta: 0, c: dp, ldc: S)
             for i in 0..<S {
                 let pr = p + i * S, dr = dp + i * S
@@ -202,9 +220,9 @@ func attentionBackward<T: Scalar>(
                 for j in 0..<S { dr[j] = pr[j] * (dr[j] - s) }
             }
             // dQ = dS·K·scale, dK = dSᵀ·Q·scale
-            T.gemm(transA: false, transB: false, m: S, n: D, k: S, alpha: scale, a: dp, lda: S, b: k + base, ldb: ld,
+            Gemm.single(mode: mode, transA: false, transB: false, m: S, n: D, k: S, alpha: scale, a: dp, lda: S, b: k + base, ldb: ld,
                    beta: 0, c: dq + gbase, ldc: ldg)
-            T.gemm(transA: true, transB: false, m: S, n: D, k: S, alpha: scale, a: dp, lda: S, b: q + base, ldb: ld,
+            Gemm.single(mode: mode, transA: true, transB: false, m: S, n: D, k: S, alpha: scale, a: dp, lda: S, b: q + base, ldb: ld,
                    beta: 0, c: dk + gbase, ldc: ldg)
         }
     }

@@ -137,6 +137,7 @@ public struct RelearningAttack {
             }
             guard loss.isFinite else { throw ErasureError.badInput("relearning diverged at step \(step)") }
             adam.update(weights.allBuffers, grads.allBuffers)
+            weights.weightsChanged()
         }
         return points
     }

@@ -114,6 +114,7 @@ extension FluxWeights where T == Float {
         let copy = FluxWeights<Float>.zeros(config: config)
         let src = try residentBuffers()
         for (d, s) in zip(copy.allBuffers, src) { d.p.update(from: s.p, count: s.count) }
+        copy.weightsChanged()
         return copy
     }
 

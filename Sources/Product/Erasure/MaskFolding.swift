@@ -38,5 +38,6 @@ public enum MaskFolding {
             case .addQ, .addK, .addV: zeroRows(try w.doubleBlock(site.block).addQKV, off.map { site.kind.textQKVSlot! * d + $0 })
             }
         }
+        w.weightsChanged()
     }
 }

@@ -64,6 +64,7 @@ public final class Trainer {
             s.norm.w.zero(); s.norm.b.zero()
         }
         for l in [w.top.normOut, w.top.projOut] { l.w.zero(); l.b.zero() }
+        w.weightsChanged()
         model = FluxTransformer(weights: w)
         ema = FluxWeights<Float>.zeros(config: cfg)
         for (e, p) in zip(ema.allBuffers, w.allBuffers) { e.p.update(from: p.p, count: p.count) }
@@ -132,6 +133,7 @@ public final class Trainer {
         }
         optimizer.lr = o.lr(at: step)
         optimizer.update(params, g)
+        model.weights.weightsChanged()
         let decay = Float(min(o.emaDecay, Double(1 + step) / Double(10 + step)))
         for (e, p) in zip(ema.allBuffers, params) {
             Parallel.forEachChunk(p.count, workPerItem: 3) { r in for j in r { e[j] = decay * e[j] + (1 - decay) * p[j] } }
@@ -173,6 +175,7 @@ public final class Trainer {
             }
         }
         try fill("param", model.weights.allBuffers)
+        model.weights.weightsChanged()
         try fill("ema", ema.allBuffers)
         let nMoments = 2 * model.weights.allBuffers.count
         if f.contains("adam.0") {
@@ -195,6 +198,7 @@ extension Trainer {
               let o = try? JSONDecoder().decode(TrainingOptions.self, from: Data(json.utf8)), f.contains("ema.0") else { return nil }
         let w = FluxWeights<Float>.zeros(config: o.config)
         for (i, b) in w.allBuffers.enumerated() { try f.decode("ema.\(i)", into: b.buffer) }
+        w.weightsChanged()
         return (w, Int(f.metadata["step"] ?? "0") ?? 0)
     }
 }
