@@ -27,10 +27,12 @@ final class CLITests: XCTestCase {
     }
 
     @discardableResult
-    func mce(_ args: [String], expectExit: Int32 = 0, file: StaticString = #filePath, line: UInt = #line) throws -> (out: String, err: String) {
+    func mce(_ args: [String], expectExit: Int32 = 0, environment: [String: String] = [:], file: StaticString = #filePath,
+             line: UInt = #line) throws -> (out: String, err: String) {
         let p = Process()
         p.executableURL = binary
         p.arguments = args
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let o = Pipe(), e = Pipe()
         p.standardOutput = o; p.standardError = e
         try p.run()
@@ -69,6 +71,34 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(try f64.info("output").dtype, .F32)
             assertClose(try f64.doubles("output_float64"), ref, 1e-10, "mce forward --precision f64 \(m)")
         }
+    }
+
+    /// `--precision bf16`: within 2e-2 of max|out| of the f64 reference, recorded in the metadata, and not the f32
+    /// result; with `MCE_NO_BF16` (as on a CPU without bf16) one line says so and the f32 result comes out.
+    func testForwardInBF16AndItsFallback() throws {
+        let m = "dev"
+        let ref = try SafeTensorsFile(path: g("\(m).io.safetensors")).doubles("output_float64_reference")
+        let args = ["forward", "--model", g(m), "--inputs", g("\(m).io.safetensors"), "--precision", "bf16", "--output"]
+        let f32 = dir.appendingPathComponent("f32.safetensors").path
+        try mce(["forward", "--model", g(m), "--inputs", g("\(m).io.safetensors"), "--output", f32])
+        let f32Out = try SafeTensorsFile(path: f32).doubles("output")
+        let probe = try mce(["engine", "info", "--model", g(m)])
+        if probe.out.contains("avx512_core_bf16") || probe.out.contains("avx512_core_amx") {
+            let out = dir.appendingPathComponent("bf16.safetensors").path
+            let r = try mce(args + [out])
+            XCTAssertFalse(r.err.contains("runs in f32"), r.err)
+            let file = try SafeTensorsFile(path: out)
+            XCTAssertEqual(file.metadata["precision"], "bf16")
+            let o = try file.doubles("output")
+            assertClose(o, ref, 2e-2, "mce forward --precision bf16")
+            XCTAssertNotEqual(o, f32Out, "bf16 ran the f32 path")
+        }
+        let out = dir.appendingPathComponent("fallback.safetensors").path
+        let r = try mce(args + [out], environment: ["MCE_NO_BF16": "1"])
+        XCTAssertEqual(r.err.components(separatedBy: "runs in f32").count - 1, 1, "one line about the fallback: \(r.err)")
+        let file = try SafeTensorsFile(path: out)
+        XCTAssertEqual(file.metadata["precision"], "f32")
+        XCTAssertEqual(try file.doubles("output"), f32Out, "the fallback is the f32 path, bit for bit")
     }
 
     func testSample() throws {

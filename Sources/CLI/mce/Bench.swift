@@ -7,7 +7,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (random weights; JSON on stdout). Compare with scripts/bench_reference.py run alongside (scripts/bench_all.sh alternates them).",
-        subcommands: [BenchForward.self, BenchEraseStep.self, BenchTrainStep.self])
+        subcommands: [BenchForward.self, BenchEraseStep.self, BenchTrainStep.self, BenchMatmul.self])
 }
 
 enum BenchConfig: String, ExpressibleByArgument, CaseIterable {
@@ -211,6 +211,69 @@ struct BenchTrainStep: ParsableCommand {
                 "peak_rss_mib": peakResidentMiB(), "threads": Parallel.workerCount, "repeats": count,
                 "blas_core": KernelSelection.coreName, "loss_first": losses.first!, "loss_last": losses.last!,
             ])
+        }
+    }
+}
+
+struct BenchMatmul: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "matmul",
+        abstract: "Every Linear shape of a forward pass (y = x·Wᵀ + b, batch 1): OpenBLAS f32, oneDNN f32 and oneDNN bf16 with W packed once; GFLOP/s per shape and for the whole set.")
+
+    @Option(help: "small or medium (the benchmark configs).")
+    var config: BenchConfig = .medium
+
+    @Option(help: "Seconds to spend per shape and kernel.")
+    var seconds: Double = 0.3
+
+    func run() throws {
+        try reportingErrors {
+            guard BF16.isNative else { throw CLIError("bench matmul needs native bf16 products (\(BF16.backend))") }
+            let c = config.config, d = c.dim, m = c.mlpDim, lt = BenchConfig.textTokens, li = config.grid * config.grid
+            // (rows, in, out, uses per forward)
+            let shapes: [(Int, Int, Int, Int)] = [
+                (li, c.inChannels, d, 1), (lt, c.jointAttentionDim, d, 1), (1, d, 6 * d, 2 * c.numLayers), (1, d, 3 * d, c.numSingleLayers),
+                (li, d, 3 * d, c.numLayers), (lt, d, 3 * d, c.numLayers), (li, d, d, c.numLayers), (lt, d, d, c.numLayers),
+                (li, d, m, c.numLayers), (li, m, d, c.numLayers), (lt, d, m, c.numLayers), (lt, m, d, c.numLayers),
+                (li + lt, d, 3 * d + m, c.numSingleLayers), (li + lt, d + m, d, c.numSingleLayers), (li, d, c.outputChannels, 1),
+            ]
+            var rng = SplitMix64(seed: 3)
+            var totals = [String: (flops: Double, time: Double)]()
+            for (rows, k, n, uses) in shapes {
+                let x = Buffer((0..<(rows * k)).map { _ in Float(rng.normal()) })
+                let w = Buffer((0..<(n * k)).map { _ in Float(rng.normal()) })
+                let b = Buffer((0..<n).map { _ in Float(rng.normal()) })
+                let y = Buffer<Float>.zeros(rows * n)
+                let f32Pack = try PackedMatrix(k: k, n: n, b: w.p, sk: 1, sn: k, bf16: false)
+                let bf16Pack = try PackedMatrix(k: k, n: n, b: w.p, sk: 1, sn: k, bf16: true)
+                let kernels: [(String, () -> Void)] = [
+                    ("openblas_f32", { Gemm.run(transB: true, m: rows, n: n, k: k, a: x.p, lda: k, b: w.p, ldb: k, c: y.p, ldc: n) }),
+                    ("onednn_f32", { f32Pack.product(m: rows, a: x.p, lda: k, c: y.p, ldc: n, bias: b.p, accumulate: false) }),
+                    ("onednn_bf16", { bf16Pack.product(m: rows, a: x.p, lda: k, c: y.p, ldc: n, bias: b.p, accumulate: false) }),
+                ]
+                var line: [String: Any] = ["bench": "matmul", "config": config.rawValue, "m": rows, "k": k, "n": n, "uses": uses]
+                let flops = 2.0 * Double(rows * k * n)
+                for (name, body) in kernels {
+                    body()
+                    var count = 0
+                    let t0 = DispatchTime.now().uptimeNanoseconds
+                    var elapsed = 0.0
+                    while elapsed < seconds || count < 3 {
+                        body(); count += 1
+                        elapsed = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+                    }
+                    let per = elapsed / Double(count)
+                    line["\(name)_gflops"] = flops / per / 1e9
+                    let t = totals[name] ?? (0, 0)
+                    totals[name] = (t.flops + flops * Double(uses), t.time + per * Double(uses))
+                }
+                printJSON(line)
+            }
+            var total: [String: Any] = ["bench": "matmul", "config": config.rawValue, "shapes": "all, weighted by uses per forward"]
+            for (name, t) in totals { total["\(name)_gflops"] = t.flops / t.time / 1e9 }
+            total["bf16_over_f32"] = totals["openblas_f32"]!.time / totals["onednn_bf16"]!.time
+            total["onednn_f32_over_openblas"] = totals["openblas_f32"]!.time / totals["onednn_f32"]!.time
+            printJSON(total)
         }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BLAS
 import Flux
 import Foundation
 
@@ -28,8 +29,12 @@ struct Info: ParsableCommand {
             tensors:     \(loader.store.names.count)
             parameters:  \(c.parameterCount)
             config:      \(String(decoding: c.jsonData(pretty: false), as: UTF8.self))
-            RAM, resident f32 weights:  \(size(n * 4)) (f64: \(size(n * 8)))
-            RAM, --stream f32 weights:  \(size(blockMax * 4)) for the largest block, plus the mapped file (page cache, evictable)
+            RAM for the weights, by --precision (activations come on top):
+              f64   resident \(size(n * 8))
+              f32   resident \(size(n * 4))
+              bf16  resident \(size(n * 6)) to sample (f32 weights + bf16 packs of Wᵀ), \(size(n * 8)) to erase or train (+ packs of W for the backward pass)
+              --stream, any precision: \(size(blockMax * 8)) for the largest block, plus the mapped file (page cache, evictable)
+            bf16 products: \(BF16.isNative ? BF16.backend : "not native on this CPU (\(BF16.backend)); bf16 runs in f32")
             """)
         }
     }

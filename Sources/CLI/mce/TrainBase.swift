@@ -59,8 +59,11 @@ struct TrainBase: ParsableCommand {
             let stop = min(steps, first + (maxSteps ?? steps))
             var smooth = 0.0
             let t0 = Date()
+            // Every step's loss, appended (a resumed run continues the file): OUT/losses.csv.
+            let lossLog = try LossLog(path: (out as NSString).appendingPathComponent("losses.csv"), from: first)
             while trainer.step < stop {
                 let loss = try trainer.trainStep()
+                lossLog.append(step: trainer.step, loss: loss)
                 smooth = trainer.step == first + 1 ? loss : 0.98 * smooth + 0.02 * loss
                 let rate = Double((trainer.step - first) * batch) / Date().timeIntervalSince(t0)
                 progress.update(trainer.step, extra: String(format: "loss %.4f  %.0f samples/s", smooth, rate))
@@ -77,6 +80,31 @@ struct TrainBase: ParsableCommand {
             log("EMA weights at step \(trainer.step) written to \(modelDir)")
         }
     }
+}
+
+/// OUT/losses.csv of train-base: "step,loss" per line. On resume, lines past the resumed step are dropped first
+/// (a run stopped between checkpoints logged steps that are done again).
+final class LossLog {
+    private let handle: FileHandle
+
+    init(path: String, from step: Int) throws {
+        var kept = "step,loss\n"
+        if step > 0, let old = try? String(contentsOfFile: path, encoding: .utf8) {
+            for line in old.split(separator: "\n").dropFirst() {
+                if let s = Int(line.split(separator: ",").first ?? ""), s <= step { kept += line + "\n" }
+            }
+        }
+        try kept.write(toFile: path, atomically: true, encoding: .utf8)
+        guard let h = FileHandle(forWritingAtPath: path) else { throw CLIError("cannot append to \(path)") }
+        h.seekToEndOfFile()
+        handle = h
+    }
+
+    func append(step: Int, loss: Double) {
+        handle.write(Data("\(step),\(loss)\n".utf8))
+    }
+
+    deinit { try? handle.close() }
 }
 
 struct Generate: ParsableCommand {

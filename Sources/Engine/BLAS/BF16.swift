@@ -24,8 +24,9 @@ public enum MatmulMode: Sendable, Equatable {
 
 /// oneDNN's bf16 matrix products and the check of whether this CPU runs them natively.
 public enum BF16 {
-    /// True when oneDNN is linked and dispatches bf16 products to AVX-512 BF16 (or AMX) kernels here.
-    public static let isNative: Bool = mce_dnnl_bf16_native() != 0
+    /// True when oneDNN is linked and dispatches bf16 products to AVX-512 BF16 (or AMX) kernels here, and
+    /// `MCE_NO_BF16` is not set (it makes bf16 requests run in f32, as on a CPU without bf16).
+    public static let isNative: Bool = getenv("MCE_NO_BF16") == nil && mce_dnnl_bf16_native() != 0
 
     /// oneDNN's version and the instruction set it uses, e.g. "oneDNN 2.6.3, avx512_core_bf16".
     public static var backend: String { String(cString: mce_dnnl_describe()) }
@@ -40,7 +41,8 @@ public enum BF16 {
     }
 
     private static let fallbackNotice: Void = {
-        let line = "mce: this CPU has no native bf16 matrix products (\(backend)); --precision bf16 runs in f32\n"
+        let why = getenv("MCE_NO_BF16") != nil ? "MCE_NO_BF16 is set" : "this CPU has no native bf16 matrix products (\(backend))"
+        let line = "mce: \(why); --precision bf16 runs in f32\n"
         fputs(line, stderr)
     }()
 
@@ -61,14 +63,17 @@ public final class PackedMatrix: @unchecked Sendable {
     let handle: OpaquePointer
     public let k: Int, n: Int
 
+    /// Whether the products run in bf16 (A converted per call) or in f32 (oneDNN's f32 kernels, for comparison).
+    public let bf16: Bool
+
     /// Packs B read at b[k·sk + n·sn] (Wᵀ of a row-major [N, K] weight: sk = 1, sn = K).
-    public init(k: Int, n: Int, b: UnsafePointer<Float>, sk: Int, sn: Int) throws {
+    public init(k: Int, n: Int, b: UnsafePointer<Float>, sk: Int, sn: Int, bf16: Bool = true) throws {
         var err = [CChar](repeating: 0, count: 256)
-        guard let h = mce_dnnl_mm_create(k, n, b, 0, sk, sn, 1, &err, err.count) else {
+        guard let h = mce_dnnl_mm_create(k, n, b, 0, sk, sn, bf16 ? 1 : 0, &err, err.count) else {
             throw BF16Error.unavailable(String(cString: err))
         }
         handle = h
-        self.k = k; self.n = n
+        self.k = k; self.n = n; self.bf16 = bf16
     }
 
     deinit { mce_dnnl_mm_destroy(handle) }
@@ -82,10 +87,19 @@ public final class PackedMatrix: @unchecked Sendable {
         bias: UnsafePointer<Float>?, accumulate: Bool
     ) {
         if m == 0 { return }
-        // oneDNN's brgemm kernels take dense operands only: A goes to a dense bf16 copy (it is converted anyway),
-        // and a strided C is computed densely and copied.
-        let ab = BF16Scratch.convert(rows: m, cols: k, from: a, ld: lda)
-        defer { ab.deallocate() }
+        // oneDNN's brgemm kernels take dense operands only: A goes to a dense bf16 copy (it is converted anyway;
+        // an f32 A must be dense already), and a strided C is computed densely and copied.
+        precondition(bf16 || lda == k, "an f32 pack needs a dense A")
+        let ab: UnsafeRawPointer, owned: UnsafeMutablePointer<UInt16>?
+        if bf16 {
+            owned = BF16Scratch.convert(rows: m, cols: k, from: a, ld: lda)
+            ab = UnsafeRawPointer(owned!)
+        } else {
+            owned = nil
+            ab = UnsafeRawPointer(a)
+        }
+        defer { owned?.deallocate() }
+        let lda = bf16 ? k : lda, elem = bf16 ? 2 : 4
         let dense = ldc == n
         let cd = dense ? c : UnsafeMutablePointer<Float>.allocate(capacity: m * n)
         defer { if !dense { cd.deallocate() } }
@@ -95,7 +109,7 @@ public final class PackedMatrix: @unchecked Sendable {
         Parallel.run(blocks) { i in
             let r0 = m * i / blocks, r1 = m * (i + 1) / blocks
             if r1 <= r0 { return }
-            let st = mce_dnnl_mm_run(handle, r1 - r0, ab + r0 * k, k, cd + r0 * n, n, bias, accumulate ? 1 : 0)
+            let st = mce_dnnl_mm_run(handle, r1 - r0, ab + r0 * lda * elem, lda, cd + r0 * n, n, bias, accumulate ? 1 : 0)
             precondition(st == 0, "oneDNN bf16 matmul failed (\(r1 - r0)×\(k)×\(n))")
         }
         if !dense { copyRows(rows: m, cols: n, from: cd, ld: n, to: c, ld: ldc) }
@@ -123,25 +137,13 @@ enum BF16Scratch {
         }
         return out
     }
-
-    /// A dense bf16 copy of op(X) [rows × cols] where X is row-major with stride ld; op transposes when `trans`.
-    static func convert(rows: Int, cols: Int, from x: UnsafePointer<Float>, ld: Int, trans: Bool) -> UnsafeMutablePointer<UInt16> {
-        guard trans else { return convert(rows: rows, cols: cols, from: x, ld: ld) }
-        let out = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, rows * cols))
-        let tmp = UnsafeMutablePointer<Float>.allocate(capacity: max(1, cols))
-        defer { tmp.deallocate() }
-        for r in 0..<rows {
-            for c in 0..<cols { tmp[c] = x[c * ld + r] }
-            mce_f32_to_bf16(tmp, out + r * cols, cols)
-        }
-        return out
-    }
 }
 
 extension Gemm {
     /// C = alpha·op(A)·op(B) + beta·C (beta 0 or 1) in bf16 with f32 accumulation, both operands converted per
-    /// call (attention's products, weight gradients). Runs on the calling thread when called from a worker;
-    /// otherwise the rows of C are split over the workers.
+    /// call (attention's products, weight gradients). Operands are converted in the orientation they are stored
+    /// in (oneDNN's brgemm reads dense transposed operands itself). Runs on the calling thread when called from a
+    /// worker; otherwise the rows of C are split over the workers, each converting its own block of A.
     public static func bf16(
         transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
@@ -149,22 +151,33 @@ extension Gemm {
     ) {
         precondition(beta == 0 || beta == 1, "Gemm.bf16 takes beta 0 or 1")
         if m == 0 || n == 0 { return }
-        let ab = BF16Scratch.convert(rows: m, cols: k, from: a, ld: lda, trans: transA)
-        let bb = BF16Scratch.convert(rows: k, cols: n, from: b, ld: ldb, trans: transB)
-        defer { ab.deallocate(); bb.deallocate() }
-        let dense = ldc == n
-        let cd = dense ? c : UnsafeMutablePointer<Float>.allocate(capacity: m * n)
-        defer { if !dense { cd.deallocate() } }
-        if !dense && beta == 1 { copyRows(rows: m, cols: n, from: c, ld: ldc, to: cd, ld: n) }
+        // B as stored: [k × n] (sbk = n, sbn = 1) or, transposed, [n × k] (sbk = 1, sbn = k).
+        let bb = transB ? BF16Scratch.convert(rows: n, cols: k, from: b, ld: ldb)
+                        : BF16Scratch.convert(rows: k, cols: n, from: b, ld: ldb)
+        defer { bb.deallocate() }
+        let sbk = transB ? 1 : n, sbn = transB ? k : 1
         let workers = Parallel.workerCount
         let blocks = m >= 2 * workers && m * n * k >= 1 << 20 ? workers : 1
         Parallel.run(blocks) { i in
-            let r0 = m * i / blocks, r1 = m * (i + 1) / blocks
-            if r1 <= r0 { return }
-            let st = mce_dnnl_gemm(r1 - r0, n, k, alpha, ab + r0 * k, k, 1, bb, n, 1, cd + r0 * n, n, 1, beta == 1 ? 1 : 0)
-            precondition(st == 0, "oneDNN bf16 gemm failed (\(r1 - r0)×\(k)×\(n))")
+            let r0 = m * i / blocks, r1 = m * (i + 1) / blocks, mb = r1 - r0
+            if mb <= 0 { return }
+            // This block's rows of op(A), dense as stored: [mb × k], or transposed [k × mb].
+            let ab = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, mb * k))
+            defer { ab.deallocate() }
+            if transA {
+                for t in 0..<k { mce_f32_to_bf16(a + t * lda + r0, ab + t * mb, mb) }
+            } else {
+                mce_f32_to_bf16_rows(a + r0 * lda, lda, ab, mb, k)
+            }
+            let sam = transA ? 1 : k, sak = transA ? mb : 1
+            let dense = ldc == n
+            let cd = dense ? c + r0 * n : UnsafeMutablePointer<Float>.allocate(capacity: mb * n)
+            defer { if !dense { cd.deallocate() } }
+            if !dense && beta == 1 { copyRows(rows: mb, cols: n, from: c + r0 * ldc, ld: ldc, to: cd, ld: n) }
+            let st = mce_dnnl_gemm(mb, n, k, alpha, ab, sam, sak, bb, sbk, sbn, cd, n, 1, beta == 1 ? 1 : 0)
+            precondition(st == 0, "oneDNN bf16 gemm failed (\(mb)×\(k)×\(n))")
+            if !dense { copyRows(rows: mb, cols: n, from: cd, ld: n, to: c + r0 * ldc, ld: ldc) }
         }
-        if !dense { copyRows(rows: m, cols: n, from: cd, ld: n, to: c, ld: ldc) }
     }
 
     /// `run` in the given mode: bf16 products for Float when `mode` is .bf16, BLAS otherwise.

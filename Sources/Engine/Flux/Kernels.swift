@@ -78,7 +78,13 @@ func geluForward<T: Scalar>(
     Parallel.forEachChunk(rows, workPerItem: 8 * cols) { range in
         for r in range {
             let xr = x + r * ldx, orow = out + r * ldo
-            for c in 0..<cols { orow[c] = geluTanh(xr[c]) }
+            if UnsafePointer(orow) == xr {
+                // In place: a loop over one pointer, which the compiler vectorises (with two pointers that may
+                // overlap it falls back to scalar code when they do).
+                for c in 0..<cols { orow[c] = geluTanh(orow[c]) }
+            } else {
+                for c in 0..<cols { orow[c] = geluTanh(xr[c]) }
+            }
         }
     }
 }
