@@ -404,6 +404,7 @@ public final class Eraser {
         let r = try lossAndGradient(at: it, logits: logits, progress: progress)
         optimizer.lr = options.learningRate(at: it)
         optimizer.update(parameters, r.grads)
+        if !options.method.learnsMasks { trained.weights.weightsChanged() }   // bf16 packs follow the tuned weights
         iteration += 1
         var log = ErasureStepLog(iteration: iteration, eraseLoss: r.erase, preserveLoss: r.preserve, loss: r.loss,
                                  expectedMasked: expectedMasked)
@@ -435,7 +436,8 @@ public final class Eraser {
         }
         let b = trainable[index].buffer, saved = b[element]
         b[element] = saved + delta
-        defer { b[element] = saved }
+        trained.weights.weightsChanged()
+        defer { b[element] = saved; trained.weights.weightsChanged() }
         let r = try lossAndGradient(at: it, logits: logits)
         return (r.loss, r.grads.map(\.array))
     }
@@ -809,6 +811,7 @@ public final class Eraser {
             throw ErasureError.badInput("\(path) was written with different options; resume with the same arguments or use a new --out folder")
         }
         for (name, b) in namedParameters { try f.decode(name, into: b.buffer) }
+        if !options.method.learnsMasks { trained.weights.weightsChanged() }
         if f.contains("adam.0") {
             let params = parameters
             let moments = (params + params).map { Buffer<Float>.zeros($0.count) }
