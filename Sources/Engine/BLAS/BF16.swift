@@ -180,6 +180,20 @@ extension Gemm {
         }
     }
 
+    /// Runs the product through `bf16` when `mode` asks for it and T is Float; false (nothing done) otherwise.
+    @usableFromInline
+    static func ranInBF16<T: Scalar>(
+        mode: MatmulMode, transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: T, a: UnsafePointer<T>, lda: Int,
+        b: UnsafePointer<T>, ldb: Int, beta: T, c: UnsafeMutablePointer<T>, ldc: Int
+    ) -> Bool {
+        guard mode == .bf16, T.self == Float.self else { return false }
+        bf16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha as! Float,
+             a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda,
+             b: UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), ldb: ldb, beta: beta as! Float,
+             c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)
+        return true
+    }
+
     /// `run` in the given mode: bf16 products for Float when `mode` is .bf16, BLAS otherwise.
     @inlinable
     public static func run<T: Scalar>(
@@ -187,13 +201,8 @@ extension Gemm {
         alpha: T = 1, a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
         beta: T = 0, c: UnsafeMutablePointer<T>, ldc: Int
     ) {
-        if mode == .bf16, T.self == Float.self {
-            bf16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha as! Float,
-                 a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda,
-                 b: UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), ldb: ldb, beta: beta as! Float,
-                 c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)
-            return
-        }
+        if ranInBF16(mode: mode, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc) { return }
         run(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
             beta: beta, c: c, ldc: ldc)
     }
@@ -205,14 +214,9 @@ extension Gemm {
         alpha: T = 1, a: UnsafePointer<T>, lda: Int, b: UnsafePointer<T>, ldb: Int,
         beta: T = 0, c: UnsafeMutablePointer<T>, ldc: Int
     ) {
-        if mode == .bf16, T.self == Float.self {
-            // Inside a worker, Parallel.run is serial, so `bf16` stays on this thread.
-            bf16(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha as! Float,
-                 a: UnsafeRawPointer(a).assumingMemoryBound(to: Float.self), lda: lda,
-                 b: UnsafeRawPointer(b).assumingMemoryBound(to: Float.self), ldb: ldb, beta: beta as! Float,
-                 c: UnsafeMutableRawPointer(c).assumingMemoryBound(to: Float.self), ldc: ldc)
-            return
-        }
+        // Inside a worker, Parallel.run is serial, so `bf16` stays on this thread.
+        if ranInBF16(mode: mode, transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda,
+                     b: b, ldb: ldb, beta: beta, c: c, ldc: ldc) { return }
         T.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
                beta: beta, c: c, ldc: ldc)
     }
